@@ -1,0 +1,2 @@
+"""Data preparation for Chinese GPT pretraining: CSV shards → clean, deduplicated, split,
+tokenized and packed Arrow blocks. See README.md for the data flow."""

@@ -1,0 +1,1 @@
+"""Command-line commands of `python -m pipeline`, one module each."""

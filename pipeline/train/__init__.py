@@ -1,0 +1,1 @@
+"""Pretraining with DeepSpeed: data loading, model, loop, checkpoints, evaluation, export."""

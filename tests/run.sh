@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install everything from scratch (idempotent) and run the whole test suite.
+# Extra arguments go to pytest, e.g. `bash tests/run.sh -k dedup -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash launch/install.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
+exec .venv/bin/python -m pytest "$@"

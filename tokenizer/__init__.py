@@ -1,0 +1,1 @@
+"""Sentencepiece tokenizer training and its Hugging Face export (with id parity)."""
