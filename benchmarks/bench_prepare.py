@@ -18,7 +18,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -45,13 +44,13 @@ def parse_size(text: str) -> int:
 def run_prepare(corpus: Path, output: Path, workers: int, extra: list[str]) -> dict:
     """Run `prepare` as a child process; returns its timings and the peak RSS of any process."""
     timings = output.with_suffix(".timings.json")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     command = [sys.executable, "-m", "pipeline", "prepare", "--input", f"{corpus}/**/*.csv*", "--output", str(output),
                "--workers", str(workers), "--quiet", "--timings", str(timings), *extra]
-    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # a fresh wrapper process per run, so its RUSAGE_CHILDREN peak belongs to this run alone
+    wrapper = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    peak_kb = int(subprocess.run([sys.executable, "-c", wrapper, *command], cwd=REPO, check=True, capture_output=True, text=True).stdout.split()[-1])
     result = json.loads(timings.read_text())
-    result["peak_rss_mb"] = max(peak_kb, before) / 1024
+    result["peak_rss_mb"] = peak_kb / 1024
     return result
 
 
