@@ -217,8 +217,8 @@ class TextMaker:
 
     def __init__(self, rng: random.Random, draws_rng: np.random.Generator):
         self.rng = rng
-        self.grammars = {topic: Grammar({**vocab.COMMON, **rules}, draws_rng) for topic, rules in vocab.TOPICS.items()}
-        self.grammars["poetry"] = Grammar({**vocab.COMMON, **vocab.POETRY}, draws_rng)
+        topics = [*vocab.TOPICS, "poetry"]
+        self.grammars = {topic: Grammar(vocab.topic_rules(topic), draws_rng) for topic in topics}
         self.english = Grammar(vocab.ENGLISH, draws_rng)
 
     def sentences(self, topic: str, count: int) -> str:

@@ -60,43 +60,48 @@ COMMON: dict[str, list[str]] = {
     "amount": ["{num}{measure}", "{cnum}{measure}", "{quantity}"],
     "measure": words("个 名 次 项 家 件 份 种 批 台 本 位"),
     "listof": ["{obj}、{obj}和{obj}", "{obj}和{obj}", "{obj}、{obj}、{obj}以及{obj}"],
+    # `vo` is a verb-object phrase; "|" marks where the perfective 了 goes (see `topic_rules`).
+    "vo": ["{verb}|{obj}"],
     "clause": [
-        "{subj}{adv}{verb}{obj}",
-        "{subj}在{place}{verb}了{obj}",
+        "{subj}{adv}{vo}",
+        "{subj}在{place}{vo_le}",
         "{obj}{degree}{adj}",
         "{subj}对{obj}{degree}{feeling}",
-        "{subj}{time}要{verb}{obj}",
+        "{subj}{time}要{vo}",
         "{place}的{obj}{degree}{adj}",
     ],
     "sentence": [
-        "{time}，{subj}在{place}{verb}了{amount}{obj}。",
-        "{subj}{adv}{verb}{obj}。",
-        "{subj}{time}在{place}{verb}{obj}，大家都觉得{degree}{adj}。",
+        "{time}，{subj}在{place}{vo_le}。",
+        "{subj}{adv}{vo}。",
+        "{subj}{time}在{place}{vo}，大家都觉得{degree}{adj}。",
         "{name}说：“{clause}。”",
         "{name}表示：“{clause}，{clause}。”",
-        "{subj}为什么要在{place}{verb}{obj}？",
+        "{subj}为什么要在{place}{vo}？",
         "你知道{subj}{time}{verb}了什么吗？",
-        "{subj}{verb}了{listof}等{amount}{obj}。",
-        "{date}，{subj}在{place}{verb}{obj}，共有{num}人参加。",
+        "{subj}谈到了{listof}等话题。",
+        "{date}，{subj}在{place}{vo}，共有{num}人参加。",
         "{subj}认为，{clause}，{conj_cause}{clause}。",
-        "如果{clause}，{subj}就会{verb}{obj}。",
+        "如果{clause}，{subj}就会{vo}。",
         "虽然{clause}，但是{clause}。",
         "{obj}的{attr}提高了百分之{percent}。",
-        "第{ord}，{clause}；第{ord}，{clause}。",
-        "{clock}，{name}{adv}在{place}{verb}{obj}。",
-        "{subj}不仅{verb}了{obj}，而且{verb}了{obj}。",
+        "第一，{clause}；第二，{clause}。",
+        "{clock}，{name}{adv}在{place}{vo}。",
+        "{subj}不仅{vo_le}，而且{vo_le}。",
         "{place}的{obj}{degree}{adj}，{subj}{degree}{feeling}。",
         "{clause}吗？{clause}。",
-        "{subj}一边{verb}{obj}，一边{verb}{obj}。",
+        "{subj}一边{vo}，一边{vo}。",
         "据{name}介绍，{clause}，{clause}。",
+        "首先，{clause}；其次，{clause}；最后，{clause}。",
+        "{subj}{time}{vo_le}没有？",
     ],
     "attr": words("效率 质量 数量 水平 速度 比例 价格 收入 规模 影响"),
     # Short titles for the `title` column.
-    "headline": ["{place}{verb}{obj}", "关于{obj}的{obj}", "{subj}{verb}{obj}", "{obj}{degree}{adj}"],
+    "headline": ["{place}{vo}", "关于{obj}的{obj}", "{subj}{vo}", "{obj}{degree}{adj}"],
 }
 
 # ----------------------------------------------------------------------------------------------
-# Topics: each adds its own subjects, verbs, objects, places and a few sentence forms.
+# Topics: each adds its own subjects, verb-object phrases, places and sentence forms (these
+# come first, so they are the most frequent, followed by the common ones).
 TOPICS: dict[str, dict[str, list[str]]] = {
     "news": {
         "subj": words(
@@ -108,6 +113,17 @@ TOPICS: dict[str, dict[str, list[str]]] = {
             "宣布 发布 召开 举行 启动 完成 推进 加强 提出 通过 批准 公布 调查 签署 建设 部署 "
             "落实 开展 组织 参加 讨论 支持 改善 解决 介绍 关注 报道 提供"
         ),
+        "vo": [
+            "召开|{meeting}", "发布|{doc}", "举行|{event}", "启动|{project}", "公布|{doc}", "加强|{field}工作",
+            "建设|{project}", "签署|{agreement}", "改善|{field}条件", "关注|{field}问题", "推进|{project}",
+            "开展|{event}", "出台|{doc}", "参加|{event}", "完成|{project}", "讨论|{field}问题",
+        ],
+        "meeting": words("会议 新闻发布会 座谈会 工作会议 常务会议 听证会"),
+        "event": words("活动 比赛 展览 志愿服务活动 文化节 招聘会 宣传活动"),
+        "doc": words("通知 报告 政策 规定 方案 意见 公告 数据 统计数据"),
+        "project": words("工程 项目 计划 改造工程 建设项目 试点工作"),
+        "agreement": words("合作协议 框架协议 备忘录"),
+        "field": words("交通 教育 环境 就业 安全 医疗 住房 养老 经济 文化"),
         "obj": words(
             "会议 政策 方案 计划 报告 项目 工程 通知 规定 措施 活动 合作协议 新闻发布会 "
             "交通 教育 服务 工作 调查 数据 问题 文件 市场 经济 就业 环境 安全 设施 比赛 展览"
@@ -118,11 +134,11 @@ TOPICS: dict[str, dict[str, list[str]]] = {
         ),
         "media": words("新华社 本报 中新网 人民网 央视新闻 当地媒体 记者"),
         "sentence": [
-            "据{media}报道，{subj}{time}{verb}了{obj}。",
-            "{date}，{subj}在{place}{verb}{obj}。",
-            "{subj}{time}{verb}了关于{obj}的{obj}，要求各地{adv}{verb}。",
-            "记者从{subj}了解到，{place}{time}将{verb}{amount}{obj}。",
-            "{place}的{obj}比去年增长了百分之{percent}。",
+            "据{media}报道，{subj}{time}{vo_le}。",
+            "{date}，{subj}在{place}{vo}。",
+            "{subj}{time}发布了关于{field}的{doc}，要求各地{adv}落实。",
+            "记者从{subj}了解到，{place}{time}将{vo}。",
+            "{place}的{field}投入比去年增长了百分之{percent}。",
         ],
     },
     "science": {
@@ -134,19 +150,32 @@ TOPICS: dict[str, dict[str, list[str]]] = {
             "发现 证明 研究 观测 测量 分析 开发 设计 模拟 提出 验证 改进 制造 记录 计算 "
             "比较 解释 预测 培养 测试"
         ),
+        "vo": [
+            "发现|{finding}", "研究|{subject}", "观测|{celestial}", "开发|{tech}", "分析|{data}", "设计|{tech}",
+            "测量|{subject}的{attr2}", "改进|{tech}", "培养|{cells}", "提出|{theory}", "验证|{theory}",
+            "记录|{data}", "测试|{tech}", "模拟|{celestial}的运动",
+        ],
+        "finding": words("新物种 新材料 化合物 新病毒 规律 信号 化石 新矿物"),
+        "subject": words("细胞 基因 蛋白质 病毒 材料 星系 细菌 分子"),
+        "celestial": words("黑洞 星系 彗星 太阳 月球 火星 恒星 行星"),
+        "tech": words("芯片 电池 算法 模型 机器人 疫苗 望远镜 火箭 卫星 传感器"),
+        "data": words("数据 样本 结果 图像 信号"),
+        "cells": words("细胞 细菌 菌株 干细胞"),
+        "theory": words("理论 假说 方法 模型"),
+        "attr2": words("温度 速度 质量 密度 结构 大小"),
         "obj": words(
             "新物种 黑洞 细胞 基因 蛋白质 新材料 电池 芯片 算法 模型 数据 卫星 火箭 望远镜 "
-            "疫苗 化合物 机器人 信号 星系 病毒 细菌 能源 温度 实验 理论 方法 样本 结构 规律"
+            "疫苗 化合物 机器人 信号 星系 病毒 细菌 能源 实验 理论 方法 样本 结构 规律"
         ),
         "place": words(
             "实验室 太空 海底 南极 高原 沙漠 森林 大学 研究所 医院 野外 观测站 地下 河流中 月球上"
         ),
         "sentence": [
-            "{subj}通过{num}次实验{verb}了{obj}的{attr}。",
-            "这项研究表明，{obj}的{attr}和{obj}有关。",
-            "{subj}利用{obj}{verb}了{obj}，结果发表在国际期刊上。",
-            "实验中，{obj}的温度达到了{num}度。",
-            "{subj}希望将来能用{obj}{verb}更多的{obj}。",
+            "{subj}通过{num}次实验测量了{subject}的{attr2}。",
+            "这项研究表明，{subject}的{attr2}和{subject}有关。",
+            "{subj}利用{tech}{vo_le}，结果发表在国际期刊上。",
+            "实验中，{subject}的温度达到了{num}度。",
+            "{subj}希望将来能用{tech}{vo}。",
         ],
     },
     "history": {
@@ -157,6 +186,19 @@ TOPICS: dict[str, dict[str, list[str]]] = {
         "verb": words(
             "建立 统一 修建 迁都 编写 征服 颁布 改革 抵抗 出使 记载 治理 守卫 开辟 整理 创作 研究 推广"
         ),
+        "vo": [
+            "修建|{building}", "颁布|{law}", "编写|{book}", "统一|{realm}", "创作|{art}", "治理|{river}",
+            "出使|{region}", "迁都|{city}", "改革|{law}", "守卫|{region}", "整理|{book}", "推广|{crop}",
+        ],
+        "building": words("长城 运河 宫殿 寺庙 城墙 都城 道路 桥梁"),
+        "law": words("法律 制度 政令 税法"),
+        "book": words("史书 书籍 典籍 诗集 地图"),
+        "realm": words("国家 文字 货币 度量衡 天下"),
+        "art": words("诗歌 文章 画作 乐曲 书法"),
+        "river": words("黄河 水患 河道"),
+        "region": words("西域 边疆 海外 北方 南方"),
+        "city": words("洛阳 长安 开封 南京 北京"),
+        "crop": words("水稻 小麦 茶叶 棉花 丝绸"),
         "obj": words(
             "长城 运河 都城 宫殿 法律 制度 史书 寺庙 诗歌 文字 道路 丝绸之路 国家 军队 "
             "农田 水利 货币 书籍 城墙 边疆"
@@ -167,22 +209,33 @@ TOPICS: dict[str, dict[str, list[str]]] = {
         "dynasty": words("秦朝 汉朝 唐朝 宋朝 元朝 明朝 清朝 三国时期 春秋时期 战国时期 隋朝 南北朝"),
         "time": words("当时 后来 那一年 多年以后 不久 此后 晚年 年轻时 同年 第二年"),
         "sentence": [
-            "{dynasty}，{subj}在{place}{verb}了{obj}。",
-            "在{dynasty}，{subj}{verb}了{obj}，这是{degree}{adj}的事情。",
-            "据史书记载，{subj}{time}{verb}{obj}，{clause}。",
-            "{subj}是{dynasty}的人，他一生{verb}了{amount}{obj}。",
+            "{dynasty}，{subj}在{place}{vo_le}。",
+            "在{dynasty}，{subj}{vo_le}，这是{degree}{adj}的事情。",
+            "据史书记载，{subj}{time}{vo}，{clause}。",
+            "{subj}生活在{dynasty}，他一生{vo_le}。",
             "{dynasty}的{obj}对后来的{obj}影响{degree}大。",
         ],
         "headline": ["{dynasty}的{obj}", "{subj}与{obj}", "{place}的{obj}"],
     },
     "daily": {
         "subj": words(
-            "我 你 他 她 我们 妈妈 爸爸 奶奶 爷爷 孩子 朋友 同学 邻居 小狗 小猫 姐姐 哥哥 "
+            "我 你 他 她 我们 妈妈 爸爸 奶奶 爷爷 孩子 朋友 同学 邻居 姐姐 哥哥 "
             "弟弟 妹妹 老师 同事 大家 他们 {name}"
         ),
         "verb": words(
             "吃 喝 买 做 洗 看 听 打扫 准备 带 等 找 喜欢 收拾 送 借 学习 种 骑 拿"
         ),
+        "vo": [
+            "吃|{food}", "买|{thing}", "喝|{drink}", "看|{media}", "做|{food}", "买|{food}", "带|{thing}",
+            "送|{thing}", "洗|{clothes}", "打扫|房间", "写|作业", "听|音乐", "找|{thing}", "借|{thing}",
+            "骑|自行车", "收拾|{room}",
+        ],
+        "food": words("饭 面条 饺子 苹果 米饭 西瓜 蛋糕 鸡蛋 包子 青菜 鱼 水果 馒头 早饭 午饭 晚饭"),
+        "drink": words("水 茶 牛奶 咖啡 果汁 豆浆"),
+        "thing": words("书 手机 雨伞 礼物 花 报纸 电脑 鞋子 钥匙 玩具"),
+        "media": words("电视 电影 新闻 小说 比赛 节目"),
+        "clothes": words("衣服 袜子 床单 被子"),
+        "room": words("房间 客厅 厨房 书包 桌子"),
         "obj": words(
             "早饭 午饭 晚饭 米饭 面条 饺子 苹果 西瓜 牛奶 咖啡 茶 衣服 书 电影 电视 手机 "
             "自行车 房间 作业 蛋糕 水果 鸡蛋 礼物 花 音乐 报纸 雨伞 包子 青菜 鱼"
@@ -192,15 +245,27 @@ TOPICS: dict[str, dict[str, list[str]]] = {
             "客厅 操场 咖啡店 小区 车站 办公室"
         ),
         "sentence": [
-            "{time}{subj}去{place}{verb}了{obj}。",
-            "{subj}{degree}喜欢{verb}{obj}。",
+            "{time}{subj}去{place}{vo_le}。",
+            "{subj}{degree}喜欢{vo}。",
             "{subj}问{subj}：“你{time}想{verb}什么？”",
-            "{place}的{obj}{degree}{adj}，{subj}{verb}了{cnum}个。",
-            "{subj}每天{clock}{verb}{obj}。",
-            "{subj}{time}{degree}{feeling}，因为{subj}{verb}了{obj}。",
+            "{place}的{food}{degree}{adj}，{subj}吃了{cnum}个。",
+            "{subj}每天{clock}{vo}。",
+            "{subj}{time}{degree}{feeling}，因为{subj}{vo_le}。",
         ],
     },
 }
+
+
+def topic_rules(topic: str) -> dict[str, list[str]]:
+    """The complete grammar of one topic: common slots, overridden by the topic's own, with the
+    topic's sentence forms first, and `vo_le` (a verb-object phrase with 了) derived from `vo`."""
+    own = POETRY if topic == "poetry" else TOPICS[topic]
+    rules = {**COMMON, **own}
+    if topic != "poetry":
+        rules["sentence"] = own["sentence"] + COMMON["sentence"]
+    rules["vo_le"] = [phrase.replace("|", "了") for phrase in rules["vo"]]
+    rules["vo"] = [phrase.replace("|", "") for phrase in rules["vo"]]
+    return rules
 
 # Poems and couplets have their own small grammar: lines of five or seven characters.
 POETRY: dict[str, list[str]] = {
@@ -256,21 +321,56 @@ FULLWIDTH_TOKENS: list[str] = words("ABC123 iPhone15 NBA CCTV5 WiFi 2023 GDP USB
 
 HTML_SITES: list[str] = words("example.com news.example.cn bbs.example.net www.example.org")
 
-# Simplified → Traditional for every character above that differs (made once with
-# `opencc.OpenCC("s2t")` per character, embedded so the generator needs no opencc).
+# Simplified → Traditional for every character above that differs, embedded so the generator
+# needs no opencc; `python -m pipeline.corpus_vocab` rebuilds it after the word lists change.
 SIMPLIFIED_CHARS = (
-    "与专业东丝两严个为丽举么乐习乡书买于云仅从们价会伞伟体兰关兴养内册写军农冯决净准几划刘刚创别办务动区"
-    "医华协单卫厅历厉厦厨县参发台号吃后吗听启吴员响团园国图场坛墙备复妈娱孙学实宫对将尔岛币师带干广庆庙开"
-    "张强归当录征忆惊愿战扫报担拟据数旧时显晓机杂条来杨杰极构样桥梦楼横欢气汉测济涛渔温游满滨潇点烟热爷猫"
-    "环现电礼种积稳签简紧红纸组细织终绍经结绕统绸编网罗联艳节苏苹萧虑虽观规视览觉计认讨议记讶许论设证试诗"
-    "说诸课调谢负财责货质费赛赞赵车轩转轻轼载较辟边达迁过运还这进远邻郑释里鉴铁银错镜长门问间闹闻队阳际陈"
-    "随难静韩页顶项颁预题风饭饺馆马骄验骑骞鱼鲜鸡黄"
+    "与专业东丝两严个为丽举么乐习乡书买于云仅从们价会伞伟传体兰关兴养内册写军农冯决净准几划刘刚创别办务动"
+    "区医华协单卫厅历厉厦厨县参发台叶号吃后吗听启吴员响团园国图场坛墙备复头妈娱孙学实宫对将尔岛币师带干广"
+    "庆床庙开张强归当录征忆恒惊愿战扫报担拟据数旧时显晓机杂条来杨杰极构样桥梦楼横欢气汉没浆测济涛渔温游满"
+    "滨潇点烟热爷环现电画疗矿礼种积税稳签简紧红纸组细织终绍经结绕统绸编网罗联脑艳节苏苹萧虑虽袜见观规视览"
+    "觉计认讨议记讶许论设证试诗话说诸课调谈谢负财责货质费赛赞赵车轩转轻轼载较辟边达迁过运还这进远邻郑释里"
+    "鉴钥铁银错镜长门问间闹闻队阳际陈随难静韩页顶项颁预题风饭饺馆馒马骄验骑骞鱼鲜鸡麦黄"
 )
 TRADITIONAL_CHARS = (
-    "與專業東絲兩嚴個爲麗舉麼樂習鄉書買於雲僅從們價會傘偉體蘭關興養內冊寫軍農馮決淨準幾劃劉剛創別辦務動區"
-    "醫華協單衛廳歷厲廈廚縣參發臺號喫後嗎聽啓吳員響團園國圖場壇牆備復媽娛孫學實宮對將爾島幣師帶幹廣慶廟開"
-    "張強歸當錄徵憶驚願戰掃報擔擬據數舊時顯曉機雜條來楊傑極構樣橋夢樓橫歡氣漢測濟濤漁溫遊滿濱瀟點煙熱爺貓"
-    "環現電禮種積穩籤簡緊紅紙組細織終紹經結繞統綢編網羅聯豔節蘇蘋蕭慮雖觀規視覽覺計認討議記訝許論設證試詩"
-    "說諸課調謝負財責貨質費賽贊趙車軒轉輕軾載較闢邊達遷過運還這進遠鄰鄭釋裏鑑鐵銀錯鏡長門問間鬧聞隊陽際陳"
-    "隨難靜韓頁頂項頒預題風飯餃館馬驕驗騎騫魚鮮雞黃"
+    "與專業東絲兩嚴個爲麗舉麼樂習鄉書買於雲僅從們價會傘偉傳體蘭關興養內冊寫軍農馮決淨準幾劃劉剛創別辦務動"
+    "區醫華協單衛廳歷厲廈廚縣參發臺葉號喫後嗎聽啓吳員響團園國圖場壇牆備復頭媽娛孫學實宮對將爾島幣師帶幹廣"
+    "慶牀廟開張強歸當錄徵憶恆驚願戰掃報擔擬據數舊時顯曉機雜條來楊傑極構樣橋夢樓橫歡氣漢沒漿測濟濤漁溫遊滿"
+    "濱瀟點煙熱爺環現電畫療礦禮種積稅穩籤簡緊紅紙組細織終紹經結繞統綢編網羅聯腦豔節蘇蘋蕭慮雖襪見觀規視覽"
+    "覺計認討議記訝許論設證試詩話說諸課調談謝負財責貨質費賽贊趙車軒轉輕軾載較闢邊達遷過運還這進遠鄰鄭釋裏"
+    "鑑鑰鐵銀錯鏡長門問間鬧聞隊陽際陳隨難靜韓頁頂項頒預題風飯餃館饅馬驕驗騎騫魚鮮雞麥黃"
 )
+
+
+def vocabulary() -> set[str]:
+    """Every CJK character the Chinese grammar and damage material can write."""
+    chars: set[str] = set()
+
+    def add(item) -> None:
+        if isinstance(item, str):
+            chars.update(c for c in item if "\u4e00" <= c <= "\u9fff")
+        elif isinstance(item, dict):
+            for value in item.values():
+                add(value)
+        else:
+            for value in item:
+                add(value)
+
+    add([COMMON, TOPICS, POETRY, SHORT_ROWS, NAVIGATION, REPEATED_CHARS])
+    return chars
+
+
+def _print_traditional_table() -> None:
+    import opencc  # the optional extra; only needed to rebuild the table
+
+    converter = opencc.OpenCC("s2t")
+    pairs = [(c, converter.convert(c)) for c in sorted(vocabulary())]
+    pairs = [(s, t) for s, t in pairs if s != t and len(t) == 1]
+    for name, text in (("SIMPLIFIED_CHARS", "".join(s for s, _ in pairs)), ("TRADITIONAL_CHARS", "".join(t for _, t in pairs))):
+        print(f"{name} = (")
+        for start in range(0, len(text), 50):
+            print(f'    "{text[start:start + 50]}"')
+        print(")")
+
+
+if __name__ == "__main__":
+    _print_traditional_table()

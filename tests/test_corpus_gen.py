@@ -272,3 +272,12 @@ def test_command_line_writes_the_tree(tmp_path, capsys):
     assert "wrote 10 files" in capsys.readouterr().out
     summary = json.loads((out / "generation.json").read_text(encoding="utf-8"))
     assert summary["seed"] == 1 and summary["size_bytes_requested"] == 300_000
+
+
+def test_traditional_table_matches_opencc_for_the_whole_vocabulary():
+    opencc = pytest.importorskip("opencc")  # the optional extra; the generator itself never needs it
+    converter = opencc.OpenCC("s2t")
+    expected = {c: converter.convert(c) for c in corpus_vocab.vocabulary()}
+    expected = {s: t for s, t in expected.items() if s != t and len(t) == 1}
+    table = dict(zip(corpus_vocab.SIMPLIFIED_CHARS, corpus_vocab.TRADITIONAL_CHARS))
+    assert table == expected, "run `python -m pipeline.corpus_vocab` and paste its table"
