@@ -365,7 +365,7 @@ class CorpusGenerator:
 
     def plan(self) -> list[dict]:
         """Which file goes where, with which columns and which shard damage."""
-        num_folders = min(len(FOLDERS), max(3, self.files // 6))
+        num_folders = min(len(FOLDERS), max(3, self.files // 5))
         folders = list(FOLDERS)[:num_folders]
         special = list(range(1, self.files))  # file 0 stays ordinary: the first source of duplicates
         for i in range(len(special) - 1, 0, -1):  # Fisher-Yates from random() (shuffle's draws may change)
@@ -527,6 +527,7 @@ class CorpusGenerator:
             "rows_with_content_column": sum(r["rows"] for r in records if r.get("text_column") == "content"),
             "damaged_shards": {record["damage"]: record["path"] for record in records if record["damage"]},
             "damage_counts": dict(self.totals),
+            "duplicates_planted": self.totals["duplicate_within_file"] + self.totals["duplicate_across_files"],
             "rates": {"replacements": REPLACEMENT_RATES, "modifiers": MODIFIER_RATES},
             "files": records,
         }
@@ -553,8 +554,9 @@ class CorpusGenerator:
 
 
 def default_files(size_bytes: int) -> int:
-    """About 2 MB per file, at least MIN_FILES (the real corpus has thousands of ~5 MB files)."""
-    return max(MIN_FILES, min(5000, round(size_bytes / 2_000_000)))
+    """About 2 MB per file (the real corpus has thousands of ~5 MB files), at least 16 so that
+    ordinary files outnumber the eight damaged ones, and as many as the size allows."""
+    return max(MIN_FILES, min(16, size_bytes // MIN_BYTES_PER_FILE), min(5000, round(size_bytes / 2_000_000)))
 
 
 def generate_corpus(output: Path, size_bytes: int, seed: int = 0, files: int | None = None) -> dict:
@@ -584,7 +586,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="directory to write the tree into (new or empty)")
     parser.add_argument("--size", type=parse_size, default=parse_size("5MB"), help="total bytes on disk, e.g. 5MB (default), 200MB, 1GB")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--files", type=int, default=None, help=f"number of files (default: one per ~2 MB, at least {MIN_FILES})")
+    parser.add_argument("--files", type=int, default=None, help=f"number of files, at least {MIN_FILES} (default: one per ~2 MB, at least 16)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -82,12 +82,12 @@ def test_layout_summary_and_size(corpus):
     assert any(cols[0] != "content" for cols in layouts) and all(len(cols) >= 2 for cols in layouts)
 
 
-@pytest.mark.parametrize("size,files", [(200_000, 10), (3_000_000, 25)])
-def test_size_within_ten_percent(tmp_path, size, files):
+@pytest.mark.parametrize("size,files,expected_files", [(200_000, 10, 10), (3_000_000, 25, 25), (300_000, None, 16)])
+def test_size_within_ten_percent(tmp_path, size, files, expected_files):
     summary = generate_corpus(tmp_path, size, seed=3, files=files)
     total = sum(p.stat().st_size for p in tmp_path.rglob("*.csv*"))
     assert abs(total - size) <= 0.1 * size
-    assert len(summary["files"]) == files
+    assert len(summary["files"]) == expected_files
 
 
 def test_every_readable_file_parses_with_its_recorded_row_count(corpus):
@@ -214,6 +214,9 @@ def test_duplicates_within_and_across_files(corpus):
     assert within >= 1 and across >= 10
     assert summary["damage_counts"]["duplicate_within_file"] >= 1
     assert summary["damage_counts"]["duplicate_across_files"] >= across
+    assert summary["duplicates_planted"] == (
+        summary["damage_counts"]["duplicate_within_file"] + summary["damage_counts"]["duplicate_across_files"]
+    )
 
 
 def test_rows_are_mostly_chinese_of_all_three_shapes(corpus):
