@@ -14,8 +14,9 @@ tested and demonstrated on it:
   zstandard (`.csv.zst`), CRLF line ends, multi-line quoted fields with doubled quotes, an empty
   file, a file without the `content` column, a file truncated inside a quoted multi-line field.
 
-Everything is drawn from one `random.Random(seed)` and only its `random()` is used (whose
-sequence Python guarantees across versions), so the same (size, seed, files) gives a
+Randomness comes from two generators seeded from `seed` alone: `random.Random`, of which only
+`random()` is used (its sequence is guaranteed across Python versions), for row-level decisions,
+and numpy's PCG64 for the grammar's bulk word draws; so the same (size, seed, files) gives a
 byte-identical tree. `OUTPUT/generation.json` records what was injected where; it is written
 last, so its presence means the tree is complete.
 """
@@ -111,7 +112,7 @@ class Slot:
     """One grammar symbol: alternatives (strings, or templates of literals and slots) with
     Zipf weights by rank; `slot.next()` returns one expansion.
 
-    Speed comes from three things: draws are made 512 at a time by `random.choices`; `next` is
+    Speed comes from three things: draws are made DRAW_BATCH at a time by numpy; `next` is
     a generator's `__next__` (much cheaper than a method with a buffer check); and every inner
     symbol (a name, a date, a clause) is expanded POOL_SIZE times once and then drawn from that
     pool, so a sentence costs one join of terminal draws instead of a recursion. Only the units
@@ -311,23 +312,27 @@ class Damage:
 
 
 class CsvShardBuilder:
-    """Encodes CSV rows batch by batch and stops at a byte budget (measured after encoding and,
-    for the zstd shard, after compression, so the tree's size on disk is what was asked for)."""
+    """Streams CSV rows, batch by batch, into an open file and counts the bytes written (after
+    encoding and, for the zstd shard, after compression, so the caller can stop at a budget of
+    bytes on disk). Memory stays one batch, whatever the file size."""
 
-    def __init__(self, columns: tuple[str, ...], encoding: str, crlf: bool, compress: bool, bom: bool):
+    def __init__(self, handle, columns: tuple[str, ...], encoding: str, crlf: bool, compress: bool, bom: bool):
+        self.handle = handle
         self.encoding = encoding
         self.crlf = crlf
-        self.chunks: list[bytes] = []
-        self.size = 0
+        self.size = 0  # bytes in the file
+        self.uncompressed_size = 0
         self._compressor = zstandard.ZstdCompressor(level=9).compressobj() if compress else None
         if bom:
             self._append_raw(b"\xef\xbb\xbf")
         self.write_rows([columns])
 
     def _append_raw(self, data: bytes) -> None:
+        self.uncompressed_size += len(data)
         if self._compressor is not None:
+            # Flushing each batch's block makes the compressed size known as we go.
             data = self._compressor.compress(data) + self._compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
-        self.chunks.append(data)
+        self.handle.write(data)
         self.size += len(data)
 
     def csv_text(self, rows: list) -> str:
@@ -344,10 +349,11 @@ class CsvShardBuilder:
     def append_text(self, text: str) -> None:
         self._append_raw(text.encode(self.encoding))
 
-    def finish(self) -> bytes:
+    def finish(self) -> None:
         if self._compressor is not None:
-            self.chunks.append(self._compressor.flush())
-        return b"".join(self.chunks)
+            tail = self._compressor.flush()  # ends the zstd frame
+            self.handle.write(tail)
+            self.size += len(tail)
 
 
 class CorpusGenerator:
@@ -454,36 +460,35 @@ class CorpusGenerator:
                 pass
             return {**record, "columns": [], "bytes": 0, "encoding": None, "counts": counts}
 
-        writer = CsvShardBuilder(
-            columns,
-            encoding="gbk" if damage == "gbk" else "utf-8",
-            crlf=damage == "crlf",
-            compress=damage == "zst",
-            bom=damage == "bom",
-        )
-        topics = TOPIC_MIXTURES[plan["folder"]]
-        file_texts: list[str] = []
-        rows_written = 0
-        batch = 8
-        header_size = writer.size
-        while writer.size < budget:
-            rows = []
-            for _ in range(batch):
-                topic = topics.pick(self.rng)
-                cells = self.other_cells(columns, topic, plan, rows_written + len(rows))
-                cells[text_column] = self.text_row(topic, damage, file_texts, counts)
-                rows.append([cells[column] for column in columns])
-            writer.write_rows(rows)
-            rows_written += len(rows)
-            # Fill half of what is left each time: the overshoot stays about one row.
-            per_row = max(1.0, (writer.size - header_size) / rows_written)
-            batch = max(1, min(512, int(0.5 * (budget - writer.size) / per_row)))
-
-        if damage == "truncated":
-            self.append_truncated_row(writer, columns, plan, rows_written)
-        data = writer.finish()
         with write_atomically(path) as handle:
-            handle.write(data)
+            writer = CsvShardBuilder(
+                handle,
+                columns,
+                encoding="gbk" if damage == "gbk" else "utf-8",
+                crlf=damage == "crlf",
+                compress=damage == "zst",
+                bom=damage == "bom",
+            )
+            topics = TOPIC_MIXTURES[plan["folder"]]
+            file_texts: list[str] = []
+            rows_written = 0
+            batch = 8
+            header_size = writer.size
+            while writer.size < budget:
+                rows = []
+                for _ in range(batch):
+                    topic = topics.pick(self.rng)
+                    cells = self.other_cells(columns, topic, plan, rows_written + len(rows))
+                    cells[text_column] = self.text_row(topic, damage, file_texts, counts)
+                    rows.append([cells[column] for column in columns])
+                writer.write_rows(rows)
+                rows_written += len(rows)
+                # Fill half of what is left each time: the overshoot stays about one row.
+                per_row = max(1.0, (writer.size - header_size) / rows_written)
+                batch = max(1, min(512, int(0.5 * (budget - writer.size) / per_row)))
+            if damage == "truncated":
+                self.append_truncated_row(writer, columns, plan, rows_written)
+            writer.finish()
 
         if damage != "no_content":
             # A spread of this file's texts can reappear, verbatim, in later files.
@@ -492,9 +497,9 @@ class CorpusGenerator:
         for kind, count in counts.items():
             self.totals[kind] += count
         encoding = {"gbk": "gbk", "bom": "utf-8-sig"}.get(damage, "utf-8")
-        record.update(rows=rows_written, bytes=len(data), encoding=encoding, text_column=text_column, counts=counts)
+        record.update(rows=rows_written, bytes=writer.size, encoding=encoding, text_column=text_column, counts=counts)
         if damage == "zst":
-            record["uncompressed_bytes"] = len(zstandard.ZstdDecompressor().decompressobj().decompress(data))
+            record["uncompressed_bytes"] = writer.uncompressed_size
         if damage == "truncated":
             record["truncated_rows"] = 1  # the cut row after `rows` complete ones
         return record
@@ -564,6 +569,8 @@ def generate_corpus(output: Path, size_bytes: int, seed: int = 0, files: int | N
     deterministic from (size, seed, files); return and write OUTPUT/generation.json summarising
     what was injected (rows per file, counts per damage kind, duplicates planted, ...)."""
     files = default_files(size_bytes) if files is None else files
+    if seed < 0:
+        raise ValueError(f"--seed must be 0 or more, got {seed}")
     if files < MIN_FILES:
         raise ValueError(f"--files must be at least {MIN_FILES} (one per damaged shard plus ordinary ones), got {files}")
     if size_bytes < MIN_BYTES_PER_FILE * files:

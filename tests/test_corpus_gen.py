@@ -260,6 +260,8 @@ def test_refuses_a_directory_holding_other_files(tmp_path):
 def test_bad_arguments_are_refused_clearly(tmp_path, capsys):
     with pytest.raises(ValueError, match="at least 10"):
         generate_corpus(tmp_path / "x", 1_000_000, files=5)
+    with pytest.raises(ValueError, match="seed"):
+        generate_corpus(tmp_path / "x", 1_000_000, seed=-1)
     with pytest.raises(ValueError, match="too small"):
         generate_corpus(tmp_path / "x", 10_000, files=10)
     assert parse_size("5MB") == 5_000_000 and parse_size("1.5GB") == 1_500_000_000 and parse_size("2KiB") == 2048
