@@ -197,6 +197,18 @@ def test_bpe_model_is_the_same_for_any_thread_count(tmp_path):
     assert other["fingerprint"] != one["fingerprint"]
 
 
+def test_spaces_round_trip_even_if_the_sample_has_none(tmp_path):
+    sample = tmp_path / "sample.txt"
+    rng = random.Random(3)
+    sample.write_text("".join("".join(rng.choice(COMMON[:300]) for _ in range(30)) + "。\n" for _ in range(1000)), encoding="utf-8")
+    train_tokenizer(sample, tmp_path / "tok", TokenizerConfig(vocab_size=1000, num_threads=1))
+    sp = SentencePieceTokenizer.load(tmp_path / "tok")
+    hf = load_hf_tokenizer(tmp_path / "tok")
+    for text in ["a b", "丁  七", " ", "x "]:
+        assert sp.decode(sp.encode(text)) == text == hf.decode(hf(text)["input_ids"])
+    assert [sp.id_to_piece(i) for i in sp.encode(" ")] == ["▁"]
+
+
 def test_long_sentences_are_not_skipped(tmp_path):
     # One 3,000-character sentence (9,000 UTF-8 bytes, over sentencepiece's default 4,192-byte
     # max_sentence_length) holds the only occurrences of these characters.

@@ -30,7 +30,7 @@ BPE_MODEL, UNIGRAM_MODEL = 2, 1  # TrainerSpec.ModelType
 # Unigram only: tokenizers matches every vocabulary entry in the text, sentencepiece only
 # normal pieces. This score keeps the literal text "<s>" or "<0x41>" from being read as the
 # control or byte piece whenever its characters are in the vocabulary (training makes sure
-# they are: train.LITERAL_PIECE_CHARS). It does not change any other choice: every
+# they are: train.REQUIRED_CHARS). It does not change any other choice: every
 # segmentation of a text crosses the same unknown characters, so the lower unknown-character
 # score that follows from it shifts all of them alike.
 _UNMATCHABLE_SCORE = -1e9

@@ -23,7 +23,14 @@ from .hf import read_model_proto, write_hf_files
 from .load import MODEL_FILE, TokenizerDirError, tokenizer_info, validate_tokenizer_dir
 
 
-LITERAL_PIECE_CHARS = "".join(sorted(set("".join(SPECIAL_TOKENS.values()) + "<0x>0123456789ABCDEF")))
+# Characters that always get a piece of their own, whatever the sample:
+# - "▁" (sentencepiece's escaped space): without it a sample with no spaces gives a model that
+#   byte-encodes " " as the UTF-8 of "▁" and decodes it back as "▁", not as a space;
+# - the characters that spell special and byte pieces ("<s>", "<0x41>"): transformers' Unigram
+#   matches every vocabulary entry in text, sentencepiece only normal pieces; with these
+#   characters in the vocabulary both read the literal text "<s>" as characters
+#   (tokenizer/hf.py scores the special pieces out of reach).
+REQUIRED_CHARS = "".join(sorted(set("▁" + "".join(SPECIAL_TOKENS.values()) + "<0x>0123456789ABCDEF")))
 
 
 class TokenizerTrainingError(ValueError):
@@ -62,11 +69,7 @@ def sentencepiece_options(config: TokenizerConfig) -> dict:
         bos_piece=SPECIAL_TOKENS["bos"],
         eos_piece=SPECIAL_TOKENS["eos"],
         pad_piece=SPECIAL_TOKENS["pad"],
-        # The characters that spell special and byte pieces ("<s>", "<0x41>") always get their own
-        # pieces. transformers' Unigram matches every vocabulary entry in text, sentencepiece only
-        # normal pieces; with these characters in the vocabulary the literal text "<s>" is read
-        # as characters by both (tokenizer/hf.py scores the special pieces out of reach).
-        required_chars=LITERAL_PIECE_CHARS,
+        required_chars=REQUIRED_CHARS,
         max_sentence_length=config.max_sentence_bytes,  # ≥ any sampled sentence: none skipped
         input_sentence_size=0,  # the sample is already bounded: use all of it
         num_threads=config.num_threads or os.cpu_count() or 1,
