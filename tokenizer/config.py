@@ -31,8 +31,9 @@ class TokenizerConfig:
     # to 4 × this, so no sampled sentence is ever skipped.
     max_sentence_chars: int = 2000
     seed: int = 0  # keys the sample's hash; also sentencepiece's random generator
-    # Sentencepiece training threads; 0 = os.cpu_count(). BPE models are identical for any
-    # thread count; unigram models are identical only for the same thread count.
+    # Sentencepiece training threads; 0 = every CPU this process may use (its affinity mask,
+    # e.g. a SLURM allocation). BPE models are identical for any thread count (tested);
+    # unigram models are identical only for the same thread count, so pin it for unigram.
     num_threads: int = 0
     pretrained: str | None = None  # existing tokenizer directory to use instead of training
 
