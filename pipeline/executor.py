@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,8 @@ def run_stage_locally(plan: Plan, stage: Stage, workers: int, show_progress: boo
         unit=stage.unit,
         unit_scale=True,
         desc=f"[{stage.name}] {len(todo)} of {total_tasks} tasks",
-        disable=not show_progress,
+        # a bar redrawn into a log file is noise: logs (SLURM, CI) get one line per stage instead
+        disable=not show_progress or not sys.stderr.isatty(),
         dynamic_ncols=True,
     )
     global _shared_counter, _current
@@ -124,4 +126,7 @@ def run_stage_locally(plan: Plan, stage: Stage, workers: int, show_progress: boo
                 bar.set_postfix_str(f"{finished}/{len(todo)} tasks")
         _shared_counter, _current = None, None
     bar.close()
-    return time.monotonic() - start
+    seconds = time.monotonic() - start
+    if show_progress and bar.disable:
+        print(f"[{stage.name}] {len(todo)} task(s) done in {seconds:.1f}s", flush=True)
+    return seconds
