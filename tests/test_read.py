@@ -8,8 +8,10 @@ import os
 import tracemalloc
 from dataclasses import asdict
 
+import pytest
 import zstandard
 
+from pipeline.configfile import ConfigError, from_dict
 from pipeline.read import FileReport, ReadConfig, read_csv_file
 
 
@@ -259,3 +261,32 @@ def test_memory_is_bounded_by_the_block_not_the_file(tmp_path):
     assert count == 25000 and report.rows_read == 25000
     assert first_seen_at <= 2 * block  # streaming: the first row came out after a block or so
     assert peak < 24 * block < uncompressed / 15  # measured ~11 blocks (~180 KB) for 6 MB
+
+
+def test_utf16_with_bom(tmp_path):
+    path = write(tmp_path / "u16.csv", "content\r\n表格软件导出的文件\r\n".encode("utf-16"))
+    docs, report = read(path)
+    assert report.encoding == "utf-16" and [d.text for d in docs] == ["表格软件导出的文件"]
+
+
+def test_reading_is_deterministic(tmp_path):
+    rows = [["id", "content"]] + [[i, f"第{i}行，带\n换行和\"引号\""] for i in range(300)]
+    path = write(tmp_path / "det.csv", csv_bytes(rows, encoding="gbk") + "尾部截断".encode("gbk"))
+    first, report_a = read(path, block_bytes=100)
+    second, report_b = read(path, block_bytes=1 << 20)  # the block size changes nothing
+    assert first == second and asdict(report_a) == asdict(report_b)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("encodings", ["utf-8", "no-such-codec"], "unknown encoding 'no-such-codec'"),
+        ("encodings", [], "at least one"),
+        ("block_bytes", 0, "block_bytes"),
+        ("text_column", "", "text_column"),
+    ],
+)
+def test_bad_read_config_is_refused_with_the_key(key, value, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        from_dict(ReadConfig, {key: value}, "read")
+    assert str(info.value).startswith("read:")
