@@ -290,3 +290,10 @@ def test_bad_read_config_is_refused_with_the_key(key, value, message):
     with pytest.raises(ConfigError, match=message) as info:
         from_dict(ReadConfig, {key: value}, "read")
     assert str(info.value).startswith("read:")
+
+
+def test_overlong_line_stops_the_file_with_a_message(tmp_path):
+    data = ("content\n第一行\n" + "长" * 500 + "\n之后的行\n").encode()
+    docs, report = read(write(tmp_path / "long.csv", data), max_record_chars=100)
+    assert [d.text for d in docs] == ["第一行"]
+    assert report.rows_malformed == 1 and "row 1 (line 3)" in report.error
