@@ -5,7 +5,7 @@ switchable in `CleanConfig`:
 
 1. strip_html          tags out (block tags -> line break), <script>/<style>/comments out,
                        entities decoded (&nbsp; &gt; &#8220; ...)
-2. remove_control      ANSI escape sequences, C0/C1 controls (\\t \\n \\r kept for rule 5),
+2. remove_control      ANSI escape sequences, C0/C1 controls (whitespace ones kept for rule 5),
                        zero-width and bidi marks, soft hyphen, BOM, U+FFFD
 3. normalize_width     full-width ASCII (U+FF01-FF5E) -> ASCII, ideographic space -> space,
                        EXCEPT the Chinese sentence punctuation ！（），：；？ which stays

@@ -256,3 +256,9 @@ def test_bad_config_values_name_the_key(key, value):
 def test_config_loads_from_mapping():
     config = from_dict(CleanConfig, {"min_chars": 10, "max_chars": 2000, "strip_html": False})
     assert config.min_chars == 10 and config.max_chars == 2000 and not config.strip_html
+
+
+def test_traditional_to_simplified_without_opencc_is_a_clear_config_error(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "opencc", None)  # as if not installed
+    with pytest.raises(ConfigError, match="pip install opencc-python-reimplemented"):
+        from_dict(CleanConfig, {"traditional_to_simplified": True}, "clean")
