@@ -1,6 +1,8 @@
 """Clean stage: each rule and each filter with concrete before/after strings."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from pipeline.clean import DROP_REASONS, CleanConfig, Cleaner, cjk_share
@@ -259,6 +261,6 @@ def test_config_loads_from_mapping():
 
 
 def test_traditional_to_simplified_without_opencc_is_a_clear_config_error(monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "opencc", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "opencc", None)  # as if not installed
     with pytest.raises(ConfigError, match="pip install opencc-python-reimplemented"):
         from_dict(CleanConfig, {"traditional_to_simplified": True}, "clean")
