@@ -200,20 +200,11 @@ def near_duplicate_ordinals(plan: Plan, task_id: int) -> np.ndarray:
     return drops["ordinal"][lo:hi].copy()
 
 
-# module-level functions, not lambdas: the local pool pickles the Stage for every task
-def count_map_tasks(plan: Plan) -> int:
-    return plan.num_tasks if _enabled(plan) else 0
+def _tasks_if_enabled(count: Callable[[Plan], int]) -> Callable[[Plan], int]:
+    return lambda plan: count(plan) if _enabled(plan) else 0
 
 
-def count_reduce_tasks(plan: Plan) -> int:
-    return plan.num_buckets if _enabled(plan) else 0
-
-
-def count_resolve_tasks(plan: Plan) -> int:
-    return 1 if _enabled(plan) else 0
-
-
-MAP_STAGE = Stage(name="near_map", run_task=run_map, count_tasks=count_map_tasks)
-REDUCE_STAGE = Stage(name="near_reduce", run_task=run_reduce, count_tasks=count_reduce_tasks, unit="records")
-RESOLVE_STAGE = Stage(name="near_resolve", run_task=run_resolve, count_tasks=count_resolve_tasks, unit="edges")
+MAP_STAGE = Stage(name="near_map", run_task=run_map, count_tasks=_tasks_if_enabled(lambda plan: plan.num_tasks))
+REDUCE_STAGE = Stage(name="near_reduce", run_task=run_reduce, count_tasks=_tasks_if_enabled(lambda plan: plan.num_buckets), unit="records")
+RESOLVE_STAGE = Stage(name="near_resolve", run_task=run_resolve, count_tasks=_tasks_if_enabled(lambda plan: 1), unit="edges")
 STAGES = [MAP_STAGE, REDUCE_STAGE, RESOLVE_STAGE]
