@@ -245,3 +245,27 @@ def test_bad_settings_are_refused_with_their_key(near, message):
     with pytest.raises(ConfigError, match=message) as error:
         from_dict(PrepareConfig, {"dedup": {"near": near}})
     assert "dedup.near" in str(error.value)
+
+
+def test_on_the_generated_corpus_near_dedup_is_a_superset_of_exact_dedup_for_any_task_count(corpus, tmp_path):
+    """Real clean output: every exact duplicate is also a near-duplicate (same signature), the
+    generator's emoji-suffixed copies are found on top, for 1, 2 and 5 tasks alike."""
+    from pipeline.plan import create_plan
+    from pipeline.stages import clean, dedup
+    from pipeline.stages.split import duplicate_ordinals
+
+    results = []
+    for num_tasks, buckets in ((1, 4), (2, 3), (5, 7)):
+        config = from_dict(PrepareConfig, {"dedup": {"num_buckets": buckets, "near": {"enabled": True}}})
+        plan = create_plan([f"{corpus}/**/*.csv*"], tmp_path / f"t{num_tasks}", config, num_tasks=num_tasks)
+        for stage in (clean.STAGE, dedup.STAGE, *STAGES):
+            run_stage_locally(plan, stage, workers=2, show_progress=False)
+        exact, near = set(), set()
+        for task in range(num_tasks):
+            records = list(read_records(documents_path(plan, task)))
+            keys = [(r["file"], r["row"], r["part"]) for r in records]
+            exact.update(keys[i] for i in duplicate_ordinals(plan, task).tolist())
+            near.update(keys[i] for i in near_duplicate_ordinals(plan, task).tolist())
+        assert exact and exact < near
+        results.append((exact, near))
+    assert results[0] == results[1] == results[2]
