@@ -88,6 +88,8 @@ def run_stage_locally(plan: Plan, stage: Stage, workers: int, show_progress: boo
     todo = pending_tasks(plan, stage)
     total_tasks = stage.count_tasks(plan)
     start = time.monotonic()
+    if total_tasks == 0:  # a stage switched off by its config (e.g. near dedup)
+        return 0.0
     if not todo:
         if show_progress:
             print(f"[{stage.name}] {total_tasks}/{total_tasks} tasks already done")
