@@ -148,6 +148,7 @@ def test_kill_9_during_save_resumes_from_previous_complete_checkpoint(tmp_path, 
 
 @pytest.mark.parametrize("zero,overrides", [
     ("zero2-offload", []),
+    ("zero3-offload", []),
     ("zero3", ["precision=bf16"]),
 ])
 def test_offload_and_bf16_train_save_resume(tmp_path, data, zero, overrides):
@@ -164,3 +165,35 @@ def test_offload_and_bf16_train_save_resume(tmp_path, data, zero, overrides):
     assert read_latest(run / "checkpoints") == "step_00000006"
     losses = [r["loss"] for r in train_records(run)]
     assert len(losses) == 6 and all(loss == loss for loss in losses)  # finite, no NaN
+
+
+def test_sigterm_to_every_rank_twice_saves_once_and_resumes(tmp_path, data):
+    """A real external SIGTERM (as SLURM sends before preemption), repeated while the ranks stop."""
+    import psutil
+
+    config = write_run_configs(tmp_path / "cfg", max_steps=400, eval_interval=1000, audit_samples=False)
+    run = tmp_path / "run"
+    proc = subprocess.Popen(train_command(config, data.root, run), env=train_env(), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "metrics.jsonl").exists() or len(train_records(run)) < 3:
+            assert time.monotonic() < deadline and proc.poll() is None, "training did not start"
+            time.sleep(0.2)
+        ranks = [p for p in psutil.Process(proc.pid).children(recursive=True) if "pretrain.py" in " ".join(p.cmdline())]
+        assert len(ranks) == 2
+        for _ in range(2):
+            for rank in ranks:
+                rank.send_signal(signal.SIGTERM)
+            time.sleep(0.05)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "exitcode  : 75" in output, output[-3000:]
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "preempted" and 3 <= status["step"] < 400
+    assert read_latest(run / "checkpoints") == f"step_{status['step']:08d}"
+    resumed = run_training(config, data.root, run, f"max_steps={status['step'] + 2}")
+    assert_ok(resumed)
+    assert f"resuming at step {status['step']}" in resumed.stdout

@@ -348,6 +348,7 @@ def train(args, dist, device, train_cfg: TrainConfig, model_cfg: ModelConfig, ma
                       else "timer" if time_due else "interval")
             save(reason)
         if stopping and not finished:
+            stop.ignore_further()
             log.message(f"[train] stop signal: checkpoint {checkpoint.tag_for(progress.step)} saved; "
                         f"exit {EXIT_PREEMPTED} (start the same command again to resume)")
             write_status(run_dir, dist, "preempted", progress.step, total_steps, EXIT_PREEMPTED)

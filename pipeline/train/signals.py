@@ -25,6 +25,13 @@ class StopFlag:
     def _handle(self, signum, frame) -> None:
         self.signum = signum
 
+    def ignore_further(self) -> None:
+        """After the stop checkpoint: ignore repeats. Python resets its own handlers to the default
+        (terminate) during interpreter shutdown, so a repeated SIGTERM arriving then would turn the
+        orderly exit 75 into a death by signal; SIG_IGN survives shutdown."""
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
     @property
     def raised(self) -> bool:
         return self.signum is not None
