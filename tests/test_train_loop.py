@@ -138,7 +138,7 @@ def test_kill_9_during_save_resumes_from_previous_complete_checkpoint(tmp_path, 
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
-    resumed = run_training(config, data.root, run)
+    resumed = run_training(config, data.root, run, "--resume", str(run / "checkpoints" / "step_00000004"))
     assert_ok(resumed)
     assert "removed incomplete checkpoint(s) from an interrupted save: ['step_00000008']" in resumed.stdout
     assert "resuming at step 4" in resumed.stdout

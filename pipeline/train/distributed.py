@@ -76,6 +76,23 @@ def init(dist: DistEnv):
     return device
 
 
+_control_group = None
+
+
+def control_group():
+    """A gloo group for the per-step stop vote: on GPUs a NCCL all-reduce of a flag would force a
+    device sync every step (reading the result); gloo reduces a CPU tensor and leaves the GPU
+    queue alone. On CPU runs the default (gloo) group is used."""
+    global _control_group
+    import torch
+
+    if torch.distributed.get_backend() == "gloo":
+        return None
+    if _control_group is None:
+        _control_group = torch.distributed.new_group(backend="gloo")
+    return _control_group
+
+
 def shutdown() -> None:
     """ZeRO-3 runs sometimes abort at interpreter exit without an explicit teardown."""
     import torch

@@ -203,6 +203,10 @@ def train(args, dist, device, train_cfg: TrainConfig, model_cfg: ModelConfig, ma
                       flush=True)
             write_status(run_dir, dist, "finished", state["step"], total_steps, 0)
             return 0
+        newer = [p.name for p in checkpoint.tag_dirs(resume[0]) if checkpoint.step_of(p.name) > state["step"]]
+        if newer:
+            warnings.append(f"resuming from {resume[1]} although newer checkpoints exist ({newer}); "
+                            f"they are replaced as training reaches their steps")
         if dist.is_main:
             for warning in warnings:
                 print(f"[train] warning: {warning}", flush=True)
@@ -241,6 +245,7 @@ def train(args, dist, device, train_cfg: TrainConfig, model_cfg: ModelConfig, ma
         (run_dir / "audit").mkdir(parents=True, exist_ok=True)
         audit = open(run_dir / "audit" / f"rank{dist.rank}.jsonl", "a")
     stop = StopFlag().install()
+    control = distributed.control_group()
     log.message(
         f"[train] {'resuming at step ' + str(progress.step) if progress.step else 'starting'}: {total_steps} steps × "
         f"global batch {global_batch} ({train_cfg.micro_batch_size} micro × {train_cfg.grad_accum_steps} accum × {world} "
@@ -340,8 +345,8 @@ def train(args, dist, device, train_cfg: TrainConfig, model_cfg: ModelConfig, ma
             new_best = run_eval()
         # One collective decides for all ranks: a stop signal anywhere, or rank 0's clock.
         time_due = (time.monotonic() - last_save_time) / 60 >= train_cfg.checkpoint_interval_minutes
-        votes = torch.tensor([float(stop.raised), float(time_due and dist.is_main)], device=device)
-        torch.distributed.all_reduce(votes, op=torch.distributed.ReduceOp.MAX)
+        votes = torch.tensor([float(stop.raised), float(time_due and dist.is_main)])  # CPU: see control_group
+        torch.distributed.all_reduce(votes, op=torch.distributed.ReduceOp.MAX, group=control)
         stopping, time_due = bool(votes[0]), bool(votes[1])
         if stopping or finished or new_best or time_due or progress.step % train_cfg.checkpoint_interval_steps == 0:
             reason = ("stop signal" if stopping else "end" if finished else "new best val loss" if new_best

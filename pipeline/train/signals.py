@@ -2,8 +2,8 @@
 
 The handler only sets a flag (no I/O, no torch calls: a signal can arrive mid-collective or
 mid-save). Further signals while a save runs just set the flag again, so they are harmless.
-At each step boundary `should_stop` all-reduces the flag (MAX), so every rank stops at the
-same step even when the scheduler signalled only some of them.
+At each step boundary the loop all-reduces the flag (MAX), so every rank stops at the same
+step even when the scheduler signalled only some of them.
 """
 from __future__ import annotations
 
@@ -35,12 +35,3 @@ class StopFlag:
     @property
     def raised(self) -> bool:
         return self.signum is not None
-
-    def should_stop(self, device, world_size: int) -> bool:
-        """True on every rank if any rank received a stop signal (a collective call)."""
-        import torch
-
-        flag = torch.tensor([1.0 if self.raised else 0.0], device=device)
-        if world_size > 1:
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return bool(flag.item() > 0)
