@@ -161,10 +161,11 @@ def run(args: argparse.Namespace) -> int:
     ckpt_dir = run_dir / "checkpoints"
 
     device = distributed.init(dist)
-    try:
-        return train(args, dist, device, train_cfg, model_cfg, manifest, hf_config, ds_path, run_dir, ckpt_dir)
-    finally:
-        distributed.shutdown()
+    # On an error, no teardown: a barrier would wait for ranks that are inside another collective
+    # (a hang until the timeout); dying lets the launcher stop the other ranks at once.
+    code = train(args, dist, device, train_cfg, model_cfg, manifest, hf_config, ds_path, run_dir, ckpt_dir)
+    distributed.shutdown()
+    return code
 
 
 def train(args, dist, device, train_cfg: TrainConfig, model_cfg: ModelConfig, manifest, hf_config,
@@ -188,6 +189,7 @@ def train(args, dist, device, train_cfg: TrainConfig, model_cfg: ModelConfig, ma
         "train_fingerprint": fingerprint(to_dict(train_cfg)),
     }
 
+    stop = StopFlag().install()  # early: a signal during start-up stops after the first step
     if dist.is_main and ckpt_dir.is_dir():
         removed = checkpoint.discard_incomplete(ckpt_dir)
         if removed:
@@ -244,7 +246,6 @@ def train(args, dist, device, train_cfg: TrainConfig, model_cfg: ModelConfig, ma
     if train_cfg.audit_samples:
         (run_dir / "audit").mkdir(parents=True, exist_ok=True)
         audit = open(run_dir / "audit" / f"rank{dist.rank}.jsonl", "a")
-    stop = StopFlag().install()
     control = distributed.control_group()
     log.message(
         f"[train] {'resuming at step ' + str(progress.step) if progress.step else 'starting'}: {total_steps} steps × "
