@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -157,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
     hf_config = build_hf_config(model_cfg, manifest.vocab_size, manifest.block_size)
     ds_path = resolve_path(args.deepspeed or train_cfg.deepspeed_config)
     deepspeed_config(ds_path, train_cfg, "fp32")  # validate before any process group exists
+    if train_cfg.export_at_end and importlib.util.find_spec("pipeline.train.export") is None:
+        raise ConfigError("export_at_end: pipeline/train/export.py is not installed; set export_at_end=false")
     run_dir = Path(args.output)
     ckpt_dir = run_dir / "checkpoints"
 
