@@ -109,3 +109,88 @@ def tiny_hf_model(vocab_size: int = 96, block_size: int = 64, seed: int = 0):
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_run_configs(directory: Path, **train_overrides) -> Path:
+    """A tiny model config + train config for 2-rank CPU tests; returns the train YAML path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model = write_yaml(directory / "model.yaml", TINY_MODEL)
+    train = {
+        "model_config": str(model),
+        "deepspeed_config": str(REPO / "configs/deepspeed/zero2.json"),
+        "seed": 7,
+        "micro_batch_size": 4,
+        "grad_accum_steps": 2,
+        "max_steps": 12,
+        "lr": 3.0e-3,
+        "min_lr": 3.0e-4,
+        "warmup_steps": 3,
+        "precision": "fp32",
+        "eval_interval": 6,
+        "eval_max_blocks": 32,
+        "checkpoint_interval_steps": 100,
+        "log_interval": 1,
+        "tensorboard": False,
+        "audit_samples": True,
+        **train_overrides,
+    }
+    return write_yaml(directory / "train.yaml", train)
+
+
+def train_env() -> dict:
+    import os
+
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONUNBUFFERED="1")
+    return env
+
+
+def train_command(config: Path, data: Path, run: Path, *extra: str, nproc: int = 2, launcher: str = "torchrun",
+                  deepspeed_config: str | None = None) -> list[str]:
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    script = str(REPO / "launch/pretrain.py")
+    if launcher == "deepspeed":
+        head = [str(bin_dir / "deepspeed"), "--num_gpus", str(nproc), "--master_port", str(free_port()), script]
+    else:
+        head = [str(bin_dir / "torchrun"), "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
+                "--master_port", str(free_port()), script]
+    args = ["--config", str(config), "--data", str(data), "--output", str(run)]
+    if deepspeed_config:
+        args += ["--deepspeed", str(REPO / deepspeed_config)]
+    return head + args + list(extra)
+
+
+def run_training(*args, timeout: float = 240, **kwargs):
+    """Run a training launch to completion; returns CompletedProcess (stdout+stderr merged)."""
+    import subprocess
+
+    return subprocess.run(train_command(*args, **kwargs), env=train_env(), cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+def audit_steps(run: Path, world: int = 2) -> dict[int, dict]:
+    """step → {"stream": sample ids in stream order, "losses": per-rank per-micro loss hex}."""
+    per_rank = [read_jsonl(Path(run) / "audit" / f"rank{r}.jsonl") for r in range(world)]
+    steps: dict[int, dict] = {}
+    for rank, records in enumerate(per_rank):
+        for record in records:
+            entry = steps.setdefault(record["step"], {"micro": {}, "losses": {}})
+            entry["micro"][rank] = record["samples"]
+            entry["losses"][rank] = record["losses"]
+    out = {}
+    for step, entry in sorted(steps.items()):
+        accum = len(entry["micro"][0])
+        stream = [i for k in range(accum) for r in range(world) for i in entry["micro"][r][k]]
+        out[step] = {"stream": stream, "losses": [entry["losses"][r] for r in range(world)]}
+    return out

@@ -96,6 +96,7 @@ class TrainConfig:
     # testing aids
     audit_samples: bool = False  # RUN/audit/rank<r>.jsonl: the sample ids of every step
     debug_signal_at_step: int | None = None  # rank 0 sends itself SIGUSR1 after this step
+    debug_save_pause_s: float = 0.0  # pause between a checkpoint's files and its commit (kill -9 test)
 
     def check(self) -> None:
         if (self.train_tokens is None) == (self.max_steps is None):

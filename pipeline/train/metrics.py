@@ -72,7 +72,9 @@ class MetricsLogger:
         "eval": ("step", "val_loss", "val_ppl", "val_acc", "val_tokens"),
     }
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True, echo: bool = True):
+    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True, echo: bool = True,
+                 resume_step: int | None = None):
+        """`resume_step`: drop records logged after it by an interrupted run (they are redone)."""
         self.enabled = enabled
         self.echo = echo
         self._jsonl = None
@@ -82,11 +84,14 @@ class MetricsLogger:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / "metrics.jsonl"
+        if resume_step is not None:
+            truncate_after(run_dir, resume_step)
         self._jsonl = open(self.path, "a", encoding="utf-8")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(run_dir / "tb"))
+            purge = None if resume_step is None else resume_step + 1  # TensorBoard's own "redo from here"
+            self._tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge)
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -127,3 +132,24 @@ def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict[str,
         return []
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [r for r in records if kind is None or r.get("kind") == kind]
+
+
+def truncate_after(run_dir: str | Path, step: int) -> int:
+    """Remove records with step > `step` from RUN/metrics.jsonl (atomically); returns how many."""
+    from pipeline.atomic import write_atomically
+
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:  # a line torn by a kill: drop it
+            continue
+    if len(kept) != len(lines):
+        with write_atomically(path, "w") as handle:
+            handle.write("".join(line + "\n" for line in kept))
+    return len(lines) - len(kept)
