@@ -68,3 +68,54 @@ def train_briefly(model, token_ids: list[list[int]], steps: int = 60, lr: float 
         optimizer.step()
     model.eval()
     return model
+
+
+def encode_documents(tokenizer_dir: Path, docs: list[str]) -> list[list[int]]:
+    processor = spm.SentencePieceProcessor(model_file=str(Path(tokenizer_dir) / "tokenizer.model"))
+    return [processor.encode(doc) for doc in docs]
+
+
+def make_model_dir(directory: Path, tokenizer_dir: Path, docs: list[str], steps: int = 60, positions: int = 64) -> Path:
+    """A briefly trained tiny GPT-2 saved like an export: weights, tokenizer, generation config."""
+    import shutil
+
+    from transformers import GenerationConfig
+
+    model = tiny_gpt2(vocab_size=600, positions=positions)
+    train_briefly(model, encode_documents(tokenizer_dir, docs), steps=steps)
+    model.save_pretrained(directory)
+    GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=3).save_pretrained(directory)
+    for item in Path(tokenizer_dir).iterdir():
+        shutil.copy2(item, Path(directory) / item.name)
+    return Path(directory)
+
+
+def make_data_dir(directory: Path, tokenizer_dir: Path, train_docs: list[str], validation_docs: list[str], block_size: int = 32) -> Path:
+    """A prepared data directory as `python -m pipeline prepare` leaves it: manifest, tokenizer, shards."""
+    import hashlib
+    import shutil
+
+    import numpy as np
+
+    from pipeline.manifest import write_manifest
+    from pipeline.shards import ShardWriter
+
+    directory = Path(directory)
+    shutil.copytree(tokenizer_dir, directory / "tokenizer")
+    splits = {}
+    for split, docs in (("train", train_docs), ("validation", validation_docs)):
+        flat = [t for doc in encode_documents(tokenizer_dir, docs) for t in doc + [2]]
+        blocks = np.asarray(flat[: len(flat) // block_size * block_size]).reshape(-1, block_size)
+        path = directory / split / "part-00000.arrow"
+        with ShardWriter(path, block_size, np.uint16) as writer:
+            writer.write_blocks(blocks)
+        entry = {"path": f"{split}/part-00000.arrow", "blocks": len(blocks), "tokens": blocks.size,
+                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        splits[split] = {"shards": [entry]}
+    tokenizer_hash = hashlib.sha256((Path(tokenizer_dir) / "tokenizer.model").read_bytes()).hexdigest()
+    write_manifest(directory, {
+        "block_size": block_size, "dtype": "uint16", "vocab_size": 600,
+        "special_ids": {"unk": 0, "bos": 1, "eos": 2, "pad": 3},
+        "tokenizer": {"path": "tokenizer", "fingerprint": tokenizer_hash}, "splits": splits,
+    })
+    return directory
