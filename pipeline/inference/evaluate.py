@@ -75,14 +75,14 @@ def read_documents(path: Path, column: str = "content") -> Iterable[str]:
             if column not in (reader.fieldnames or []):
                 raise ValueError(f"{path}: no column '{column}' (columns: {reader.fieldnames})")
             for row in reader:
-                text = (row[column] or "").strip()
-                if text:
+                text = row[column] or ""
+                if text.strip():  # scored as written; only empty rows are skipped
                     yield text
         return
     text = path.read_text(encoding="utf-8-sig")
     for document in text.replace("\r\n", "\n").split("\n\n"):
         if document.strip():
-            yield document.strip()
+            yield document.strip("\n")
 
 
 def pack_text(path: Path, tokenizer, block_size: int, column: str = "content") -> tuple[np.ndarray, dict]:

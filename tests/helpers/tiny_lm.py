@@ -22,23 +22,17 @@ def tiny_corpus(num_docs: int = 1500, seed: int = 0) -> list[str]:
 
 
 def train_tokenizer_dir(directory: Path, vocab_size: int = 600, docs: list[str] | None = None) -> Path:
-    """Train sentencepiece on `docs` and write an HF tokenizer dir (incl. tokenizer.model)."""
-    from transformers import LlamaTokenizer
+    """The project's own tokenizer training (tokenizer.train) on `docs`: an HF tokenizer dir."""
+    from tokenizer.config import TokenizerConfig
+    from tokenizer.train import train_tokenizer
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    corpus = directory / "corpus.txt"
-    corpus.write_text("\n".join(docs or tiny_corpus()), encoding="utf-8")
-    spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(directory / "tokenizer"), vocab_size=vocab_size,
-        model_type="unigram", normalization_rule_name="identity", byte_fallback=True,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=3, character_coverage=1.0, num_threads=1,
-        add_dummy_prefix=False, minloglevel=2,
-    )
-    corpus.unlink()
-    (directory / "tokenizer.vocab").unlink()
-    tokenizer = LlamaTokenizer.from_pretrained(directory, add_bos_token=False, add_eos_token=False, pad_token="<pad>")
-    tokenizer.save_pretrained(directory)
+    sample = directory.parent / f"{directory.name}-sample.txt"
+    sample.parent.mkdir(parents=True, exist_ok=True)
+    sample.write_text("\n".join(docs or tiny_corpus()) + "\n", encoding="utf-8")
+    config = TokenizerConfig(model_type="unigram", vocab_size=vocab_size, character_coverage=1.0, num_threads=1)
+    train_tokenizer(sample, directory, config)
+    sample.unlink()
     return directory
 
 
