@@ -1,9 +1,9 @@
 """Word lists and the template grammar of the synthetic corpus (see `pipeline.corpus_gen`).
 
 Every list is ordered from most to least frequent: the generator samples it with Zipf weights
-(rank r has weight 1/r), which gives the character frequencies of real text a Zipf-like tail
-while keeping the vocabulary to about a thousand distinct characters, so a tiny model can learn
-the grammar. Slot lists are space-separated strings; a `{name}` in a template is another slot.
+(rank r has weight r**-0.8), which gives the character frequencies a Zipf-like tail while
+keeping the vocabulary to about 800 CJK characters, so a tiny model can learn the grammar.
+A `{name}` in a template is another slot; `topic_rules(topic)` assembles one topic's grammar.
 """
 from __future__ import annotations
 

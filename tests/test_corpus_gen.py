@@ -114,6 +114,16 @@ def test_gbk_shard_is_gbk_not_utf8(corpus):
     assert record["encoding"] == "gbk"
 
 
+def test_every_character_but_emoji_is_encodable_as_gbk():
+    """Else the GBK shard could meet a row it cannot write."""
+    to_fullwidth = {code: code + 0xFEE0 for code in range(0x21, 0x7F)}
+    text = "".join(sorted(corpus_vocab.vocabulary())) + corpus_vocab.TRADITIONAL_CHARS + "".join(
+        token.translate(to_fullwidth) for token in corpus_vocab.FULLWIDTH_TOKENS
+    )
+    text.encode("gbk")
+    assert not any(ch.encode("gbk", errors="ignore") for ch in corpus_vocab.EMOJI)
+
+
 def test_bom_shard_starts_with_a_bom(corpus):
     path, record = shard(corpus, "bom")
     data = path.read_bytes()

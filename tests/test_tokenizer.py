@@ -311,3 +311,15 @@ def test_only_true_ties_count_as_equally_good(trained):
     assert not sp.equally_good(best, sp.encode(text + "。"))  # nor another text
     reordered = list(reversed(best))
     assert sp.equally_good(best, reordered) is False  # decodes to another text
+
+
+def test_parity_survives_save_pretrained(trained, tmp_path):
+    """Model exports re-save the tokenizer with transformers; the ids must not change."""
+    directory, _, _ = trained
+    load_hf_tokenizer(directory).save_pretrained(str(tmp_path / "resaved"))
+    resaved = load_hf_tokenizer(tmp_path / "resaved")
+    sp = SentencePieceTokenizer.load(directory)
+    lines = test_lines(300, seed=11) + ["literal </s> stays text"]
+    assert all(sp.equally_good(a, b) for a, b in zip(sp.encode_batch(lines), resaved(lines)["input_ids"]))
+    assert resaved.batch_decode(sp.encode_batch(lines)) == lines
+    assert resaved.eos_token_id == 2 and resaved.pad_token_id == 3

@@ -47,6 +47,14 @@ def sample_size(sample_path: Path) -> tuple[int, int]:
     return sentences, chars
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on: a SLURM task's allocation, not the whole node."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def sentencepiece_options(config: TokenizerConfig) -> dict:
     return dict(
         model_type=config.model_type,
@@ -72,7 +80,7 @@ def sentencepiece_options(config: TokenizerConfig) -> dict:
         required_chars=REQUIRED_CHARS,
         max_sentence_length=config.max_sentence_bytes,  # ≥ any sampled sentence: none skipped
         input_sentence_size=0,  # the sample is already bounded: use all of it
-        num_threads=config.num_threads or os.cpu_count() or 1,
+        num_threads=config.num_threads or available_cpus(),
         minloglevel=1,
     )
 
