@@ -57,8 +57,11 @@ def plot_row_outcomes(totals: dict, path: Path) -> Series:
 
 
 def plot_histogram(histogram: dict, path: Path, xlabel: str, title: str) -> Series:
-    """A fixed-edge histogram from report.json ({"edges": [...], "counts": [...]})."""
+    """A fixed-edge histogram from report.json ({"edges": [...], "counts": [...]}); empty buckets
+    beyond the longest document are left off the axis."""
     labels, counts = _bucket_labels(list(histogram["edges"])), [int(c) for c in histogram["counts"]]
+    shown = max((i for i, c in enumerate(counts) if c), default=0) + 1
+    labels, counts = labels[:shown], counts[:shown]
     figure, axis = plt.subplots(figsize=(9, 4))
     axis.bar(range(len(counts)), counts, color="tab:blue")
     axis.set_xticks(range(len(counts)), labels, rotation=45, ha="right")
@@ -102,6 +105,12 @@ def render_data_report(output_dir: str | Path) -> dict[str, Any]:
     if totals.get("dropped"):
         lines += ["", "Rows dropped, by reason:", "", "| reason | rows |", "|---|---:|"]
         lines += [f"| {reason} | {count:,} |" for reason, count in sorted(totals["dropped"].items(), key=lambda kv: -kv[1])]
+    errors = report.get("errors") or []
+    if errors:
+        lines += ["", f"Files with problems ({len(errors)}):", ""]
+        lines += [f"- `{e.get('path')}`: {e.get('reason') or 'error'} — {e.get('error', '')}" for e in errors[:50]]
+        if len(errors) > 50:
+            lines.append(f"- … and {len(errors) - 50} more in report.json")
     lines += [""] + [f"![{name}](report/{name}.png)" for name in series]
     if notes:
         lines += ["", "Not shown: " + "; ".join(notes) + "."]

@@ -24,6 +24,7 @@ def data_report() -> dict:
         "histograms": {"doc_chars": {"edges": EDGES, "counts": [0, 10, 200, 400, 200, 40]},
                        "doc_tokens": {"edges": EDGES, "counts": [5, 300, 400, 100, 45, 0]}},
         "chars_per_token": 1.61,
+        "errors": [{"path": "corpus/a/part-1.csv", "reason": "missing_column", "error": "no column 'content'"}],
         "tokens_per_document": 145.2,
     }
 
@@ -39,12 +40,14 @@ def test_data_report_plots_the_report(tmp_path):
     result = render_data_report(tmp_path)
     assert result["series"]["rows"] == {"x": ["kept", "too_short", "empty", "mostly_symbols"], "y": [870, 90, 25, 15]}
     assert result["series"]["doc_chars"]["y"] == [0, 10, 200, 400, 200, 40]
-    assert result["series"]["doc_tokens"]["x"] == ["0–7", "8–15", "16–31", "32–63", "64–127", "≥128"]
+    # the empty last bucket (no document has ≥128 tokens) is left off the axis
+    assert result["series"]["doc_tokens"] == {"x": ["0–7", "8–15", "16–31", "32–63", "64–127"], "y": [5, 300, 400, 100, 45]}
     assert [Path(p).name for p in result["figures"]] == ["doc_chars.png", "doc_tokens.png", "rows.png"]
     for figure in result["figures"]:
         assert_png(figure)
     markdown = (tmp_path / "report.md").read_text()
     assert "| characters per token | 1.61 |" in markdown and "| too_short | 90 |" in markdown
+    assert "`corpus/a/part-1.csv`: missing_column" in markdown
     first = {p: Path(p).read_bytes() for p in result["figures"]}
     render_data_report(tmp_path)
     assert {p: Path(p).read_bytes() for p in result["figures"]} == first  # deterministic bytes
