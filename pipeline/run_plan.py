@@ -242,7 +242,11 @@ def _gib(value: int) -> str:
 
 def _duration(seconds: float) -> str:
     hours = seconds / 3600
-    return f"{hours:.1f} h ({hours / 24:.1f} days)" if hours >= 48 else f"{hours:.2f} h" if hours >= 1 else f"{seconds / 60:.1f} min"
+    if hours >= 48:
+        return f"{hours:.1f} h ({hours / 24:.1f} days)"
+    if hours >= 1:
+        return f"{hours:.2f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def format_plan(plan: dict) -> str:
