@@ -197,11 +197,11 @@ def make_plan(inputs: PlanInputs) -> dict:
     tokens_per_step = inputs.micro_batch * inputs.grad_accum * world * inputs.block_size
     steps = math.ceil(inputs.train_tokens / tokens_per_step)
     flops = flops_per_token(shape, inputs.block_size)
+    peak = gpu.bf16_tflops if inputs.precision == "bf16" else gpu.fp32_tflops
     if inputs.measured_tokens_per_s:
         tokens_per_s = inputs.measured_tokens_per_s
         basis = "measured tokens/s from metrics.jsonl (valid for the same GPUs, batch and model)"
     else:
-        peak = gpu.bf16_tflops if inputs.precision == "bf16" else gpu.fp32_tflops
         tokens_per_s = world * peak * 1e12 * inputs.mfu / flops / (4 / 3 if inputs.checkpointing else 1)
         basis = (f"{peak:g} TFLOP/s {inputs.precision} peak per GPU × MFU {inputs.mfu:g}"
                  + (" ÷ 4/3 for activation checkpointing" if inputs.checkpointing else ""))
@@ -228,7 +228,7 @@ def make_plan(inputs: PlanInputs) -> dict:
                   "tokens_per_step": tokens_per_step},
         "budget": {"train_tokens": inputs.train_tokens, "steps": steps},
         "time": {"flops_per_token": flops, "tokens_per_s": tokens_per_s, "basis": basis, "step_time_s": step_time,
-                 "eta_s": steps * step_time, "implied_mfu": tokens_per_s * flops / (world * gpu.bf16_tflops * 1e12)},
+                 "eta_s": steps * step_time, "implied_mfu": tokens_per_s * flops / (world * peak * 1e12)},
         "memory": memory,
         "disk": {"per_checkpoint": per_checkpoint, "kept": inputs.keep_checkpoints,
                  "total": per_checkpoint * inputs.keep_checkpoints + 4 * shape.params, "hf_export": 4 * shape.params},
@@ -238,6 +238,10 @@ def make_plan(inputs: PlanInputs) -> dict:
 
 def _gib(value: int) -> str:
     return f"{value / GIB:7.2f}"
+
+
+def _flops(value: float) -> str:
+    return f"{value / 1e9:.2f} GFLOP" if value >= 1e8 else f"{value / 1e6:.2f} MFLOP"
 
 
 def _duration(seconds: float) -> str:
@@ -259,7 +263,7 @@ def format_plan(plan: dict) -> str:
         f"Batch       {b['micro_batch']} micro × {b['grad_accum']} accum × {world} GPUs × {b['block_size']} tokens "
         f"= {b['tokens_per_step']:,} tokens per step",
         f"Budget      {plan['budget']['train_tokens']:,} tokens → {plan['budget']['steps']:,} steps",
-        f"Throughput  {t['tokens_per_s']:,.0f} tokens/s in all ({t['flops_per_token'] / 1e9:.2f} GFLOP per token; "
+        f"Throughput  {t['tokens_per_s']:,.0f} tokens/s in all ({_flops(t['flops_per_token'])} per token; "
         f"{t['basis']}; MFU {t['implied_mfu']:.0%})",
         f"Step time   {t['step_time_s']:.3f} s   ETA {_duration(t['eta_s'])}",
         "",
