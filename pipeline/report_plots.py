@@ -98,8 +98,11 @@ def render_data_report(output_dir: str | Path) -> dict[str, Any]:
     lines = ["# Data report", "", f"Source: `{report_path}`", ""]
     table = [("rows read", totals.get("rows_read")), ("rows kept", totals.get("rows_kept")),
              ("documents", totals.get("documents")), ("duplicates removed", totals.get("duplicates")),
+             ("near duplicates removed", totals.get("near_duplicates")),
              ("train documents", totals.get("train_documents")), ("validation documents", totals.get("validation_documents")),
              ("tokens", totals.get("tokens")), ("blocks", totals.get("blocks")),
+             ("tokens lost to partial blocks", totals.get("partial_tokens_dropped")),
+             ("vocabulary used", f"{report['vocab_used_share']:.1%}" if isinstance(report.get("vocab_used_share"), float) else None),
              ("tokens per document", report.get("tokens_per_document")), ("characters per token", report.get("chars_per_token"))]
     lines += ["| | |", "|---|---:|"] + [f"| {name} | {_number(value)} |" for name, value in table if value is not None]
     if totals.get("dropped"):

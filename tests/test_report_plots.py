@@ -117,3 +117,25 @@ def test_training_report_of_a_run_without_evaluations(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("{not json\n")
     with pytest.raises(ValueError, match="metrics.jsonl:1"):
         render_training_report(tmp_path)
+
+
+@pytest.mark.slow
+def test_data_report_of_a_real_prepare_run(tmp_path):
+    """The report.json that `python -m pipeline prepare` really writes, not only the assumed shape."""
+    env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PATH": "/usr/bin:/bin"}
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    for command in (["generate-corpus", "--output", str(corpus), "--size", "1MB"],
+                    ["prepare", "--input", f"{corpus}/**/*.csv*", "--output", str(out), "--workers", "1", "--quiet", "tokenizer.vocab_size=2000"]):
+        done = subprocess.run([sys.executable, "-m", "pipeline", *command], capture_output=True, text=True, cwd=ROOT, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    result = render_data_report(out)
+    totals = report["totals"]
+    assert result["series"]["rows"]["y"][0] == totals["rows_kept"]
+    assert sum(result["series"]["rows"]["y"]) == totals["rows_read"]  # every row is kept or dropped for a reason
+    for key in ("doc_chars", "doc_tokens"):
+        counts = report["histograms"][key]["counts"]
+        assert sum(result["series"][key]["y"]) == sum(counts) == totals["train_documents"] + totals["validation_documents"]
+    for figure in result["figures"]:
+        assert_png(figure)
+    assert f"| characters per token | {report['chars_per_token']:,.4g} |" in (out / "report.md").read_text()
