@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         write_json_atomically(args.output, result)
     print(json.dumps(result, ensure_ascii=False, indent=2))
+    summary = f"perplexity {result['perplexity']:.2f} (next-token accuracy {result['accuracy']:.1%}) on {result['tokens']:,} tokens"
+    if "unigram" in result:
+        summary += f" vs unigram {result['unigram']['perplexity']:.2f}"
+    print(summary, file=sys.stderr)  # for people; stdout stays pure JSON
     return 0
 
 

@@ -120,6 +120,7 @@ def test_command_line_writes_json_and_refuses_bad_input(world, tmp_path):
     assert json.loads(done.stdout) == written
     assert written["device"] == "cpu" and written["dtype"] == "float32"
     assert "evaluate" in done.stderr  # the progress bar
+    assert f"perplexity {written['perplexity']:.2f}" in done.stderr and f"vs unigram {written['unigram']['perplexity']:.2f}" in done.stderr
     tiny = tmp_path / "tiny.txt"
     tiny.write_text("中国", encoding="utf-8")
     bad = subprocess.run(command[:4] + ["--text", str(tiny)], capture_output=True, text=True, cwd=ROOT)
