@@ -25,7 +25,6 @@ from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
-import torch
 from tqdm import tqdm
 
 from pipeline.manifest import load_manifest
