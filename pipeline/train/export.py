@@ -5,7 +5,8 @@ go in; RUN/hf/ (or `out_dir`) comes out: fp32 safetensors weights, config, token
 and a generation config, loadable with `AutoModelForCausalLM.from_pretrained` and
 `AutoTokenizer.from_pretrained`. ZeRO 1–3 checkpoints are consolidated with DeepSpeed's own
 zero-to-fp32 (the fp32 master weights, whatever the training precision); a ZeRO-0 checkpoint
-holds the whole module in its model-states file, so that is read directly.
+holds the whole module in its model-states file, so that is read directly (under bf16 these
+are the bf16 weights the engine computed with, stored as fp32).
 
 The output is written under a temporary name and renamed into place, so a killed export
 never leaves a half-written model where a user (or `from_pretrained`) would find it.
