@@ -135,3 +135,22 @@ def dataclass_replace(settings, **changes):
     import dataclasses
 
     return dataclasses.replace(settings, **changes)
+
+
+def test_streaming_delivers_tokens_one_at_a_time(loaded):
+    from transformers import TextIteratorStreamer
+
+    model, tokenizer = loaded
+    settings = GenerationSettings(strategy="sample", max_new_tokens=20, seed=9)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    pieces: list[str] = []
+    import threading
+
+    reader = threading.Thread(target=lambda: pieces.extend(streamer))
+    reader.start()
+    [out] = generate(model, tokenizer, "中国", settings, streamer=streamer)
+    reader.join(timeout=60)
+    assert "".join(pieces) == out.text  # the streamed text is the answer
+    assert len([p for p in pieces if p]) > 1  # and it arrived in several pieces, not at the end
+    with pytest.raises(ValueError, match="streaming"):
+        generate(model, tokenizer, "中国", GenerationSettings(strategy="beam"), streamer=streamer)
