@@ -74,7 +74,7 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 # cred_expire: a requeued job may start again only cred_expire + 1 s later; 5 is the minimum.
-AuthInfo=socket=$DIR/munge/munge.socket.2,cred_expire=5
+AuthInfo=socket=$SOCKET_DIR/munge.socket.2,cred_expire=5
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid
@@ -119,15 +119,19 @@ start() {
     fi
     rm -rf "$DIR/state" "$DIR/spool" "$DIR/pids"
     mkdir -p "$DIR/munge" "$DIR/state" "$DIR/spool" "$DIR/log" "$DIR/pids"
-    # munged refuses a socket directory that others can write to and a key others can read.
-    chmod 755 "$DIR/munge"
+    # munged wants its socket directory, and every directory above it, searchable by all (755)
+    # and its key readable by the owner only (600). Test folders are often 700, so the socket
+    # gets its own folder under /tmp; its path is kept in DIR so `stop` can remove it.
+    SOCKET_DIR=$(mktemp -d /tmp/local-slurm-munge.XXXXXX)
+    chmod 755 "$SOCKET_DIR"
+    echo "$SOCKET_DIR" >"$DIR/munge/socket_dir"
     [ -f "$DIR/munge/munge.key" ] || mungekey -c -k "$DIR/munge/munge.key"
     chmod 600 "$DIR/munge/munge.key"
     write_config
 
-    start_daemon munged munged -F --socket="$DIR/munge/munge.socket.2" --key-file="$DIR/munge/munge.key" \
-        --pid-file="$DIR/munge/munged.pid" --seed-file="$DIR/munge/munged.seed" --log-file="$DIR/log/munged.log"
-    wait_for "munge socket" 10 test -S "$DIR/munge/munge.socket.2"
+    start_daemon munged munged -F --socket="$SOCKET_DIR/munge.socket.2" --key-file="$DIR/munge/munge.key" \
+        --pid-file="$SOCKET_DIR/munged.pid" --seed-file="$DIR/munge/munged.seed" --log-file="$DIR/log/munged.log"
+    wait_for "munge socket" 10 test -S "$SOCKET_DIR/munge.socket.2"
     start_daemon slurmctld slurmctld -D -f "$CONF"
     start_daemon slurmd slurmd -D -f "$CONF" -N "$NODE"
     export SLURM_CONF=$CONF
@@ -181,6 +185,10 @@ stop() {
     stop_pid slurmd
     stop_pid slurmctld
     stop_pid munged
+    if [ -f "$DIR/munge/socket_dir" ]; then
+        rm -rf "$(cat "$DIR/munge/socket_dir")"
+        rm -f "$DIR/munge/socket_dir"
+    fi
     echo "[local_cluster] stopped ($DIR)"
 }
 
