@@ -16,6 +16,8 @@ COMMANDS = {
     # name: (module, one-line help)
     "generate-corpus": ("pipeline.corpus_gen", "write a synthetic, messy Chinese CSV corpus tree"),
     "prepare": ("pipeline.commands.prepare", "run every data stage locally: read → … → packed Arrow shards"),
+    "init": ("pipeline.commands.init", "freeze inputs, config and task counts into OUT/plan.json (before SLURM arrays)"),
+    "tasks": ("pipeline.commands.tasks", "print the number of tasks of a stage (for sbatch --array)"),
     "task": ("pipeline.commands.task", "run exactly one task of one stage (for SLURM array jobs)"),
     "status": ("pipeline.commands.status", "show done/pending tasks of each stage of an output directory"),
 }
@@ -38,9 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog=f"python -m pipeline {argv[0]}", description=COMMANDS[argv[0]][1])
         module.add_arguments(parser)
         args = parser.parse_args(argv[1:])
+        from .manifest import ManifestError
+        from .plan import PlanError
+
         try:
             return int(module.run(args) or 0)
-        except ConfigError as exc:
+        except (ConfigError, PlanError, ManifestError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     build_parser().parse_args(argv)

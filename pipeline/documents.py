@@ -51,6 +51,11 @@ class DocumentWriter:
         self._text.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.count += 1
 
+    def write_record(self, record: dict) -> None:
+        """Copy a record read by `read_records` (keeps its extra fields)."""
+        self._text.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.count += 1
+
     def close(self) -> None:
         self._text.flush()
         self._text.detach()

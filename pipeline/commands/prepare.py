@@ -1,0 +1,38 @@
+"""`python -m pipeline prepare`: every stage, locally, with a process pool.
+
+Re-running the same command resumes: finished tasks are skipped (see executor.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from ..executor import run_stage_locally
+from ..stages import STAGES
+from ..stages.clean import require_rows
+from ..summary import format_summary
+from .common import add_plan_arguments, plan_from_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_plan_arguments(parser)
+    parser.add_argument("--workers", "-w", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.monotonic()
+    plan = plan_from_arguments(args)
+    print(f"prepare: {len(plan.inputs)} input files ({sum(f.size for f in plan.inputs) / 1e6:.1f} MB) → {plan.output}, "
+          f"{plan.num_tasks} tasks, {args.workers} workers")
+    seconds = {}
+    for stage in STAGES:
+        seconds[stage.name] = run_stage_locally(plan, stage, args.workers, show_progress=not args.quiet)
+        if stage.name == "clean":
+            require_rows(plan)  # fail before dedup if every input file was unreadable
+    report = json.loads((plan.output / "report.json").read_text(encoding="utf-8"))
+    print(format_summary(report, plan.output, seconds, time.monotonic() - start))
+    return 0

@@ -1,0 +1,38 @@
+"""`python -m pipeline status --output OUT`: done/pending tasks of every stage."""
+from __future__ import annotations
+
+import argparse
+
+from ..executor import pending_tasks
+from ..plan import Plan
+from ..stages import STAGES
+
+
+def ranges(ids: list[int]) -> str:
+    """[0,1,2,5,7,8] → '0-2,5,7-8'"""
+    parts, start = [], None
+    for i, value in enumerate(ids):
+        if start is None:
+            start = value
+        if i + 1 == len(ids) or ids[i + 1] != value + 1:
+            parts.append(f"{start}-{value}" if value != start else f"{value}")
+            start = None
+    return ",".join(parts)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", "-o", required=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = Plan.load(args.output)
+    print(f"{plan.output}: {len(plan.inputs)} input files, fingerprint {plan.fingerprint[:12]}")
+    complete = True
+    for stage in STAGES:
+        total = stage.count_tasks(plan)
+        pending = pending_tasks(plan, stage)
+        complete &= not pending
+        state = "done" if not pending else f"pending: {ranges(pending)}"
+        print(f"  {stage.name:<10} {total - len(pending):>5}/{total:<5} {state}")
+    print("complete" if complete else "incomplete: re-run `prepare` (or the pending array tasks) to finish")
+    return 0 if complete else 1

@@ -1,0 +1,34 @@
+"""`python -m pipeline task STAGE --task-id I --output OUT`: run exactly one task.
+
+For SLURM array jobs: `--task-id` defaults to $SLURM_ARRAY_TASK_ID. A finished task (its
+marker exists) is skipped, so re-running a failed or killed array is always safe.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..executor import run_one_task
+from ..plan import Plan
+from ..stages import STAGE_NAMES, get_stage
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stage", choices=STAGE_NAMES)
+    parser.add_argument("--output", "-o", required=True)
+    parser.add_argument("--task-id", type=int, default=None, help="default: $SLURM_ARRAY_TASK_ID")
+
+
+def run(args: argparse.Namespace) -> int:
+    task_id = args.task_id
+    if task_id is None:
+        if "SLURM_ARRAY_TASK_ID" not in os.environ:
+            print("error: give --task-id (or run inside a SLURM array job)", file=sys.stderr)
+            return 2
+        task_id = int(os.environ["SLURM_ARRAY_TASK_ID"])
+    plan = Plan.load(args.output)
+    stage = get_stage(args.stage)
+    ran = run_one_task(plan, stage, task_id)
+    print(f"[{stage.name}] task {task_id}: {'done' if ran else 'already done, skipped'}")
+    return 0

@@ -1,0 +1,23 @@
+"""The data stages, in order. Each is a set of independent tasks (see pipeline/executor.py).
+
+    clean      N tasks   input file slice → read → clean → documents + dedup hash buckets
+    dedup      K tasks   hash bucket → first occurrence wins → drop list (+ split draws)
+    split      N tasks   documents − duplicates → docs/train | docs/validation
+    tokenizer  1 task    bounded sample of train docs → sentencepiece → HF tokenizer dir
+    pack       N+1 tasks docs → token ids + EOS → 512-token blocks → Arrow shards
+    finalize   1 task    manifest.json + report.json
+"""
+from __future__ import annotations
+
+from ..executor import Stage
+from . import clean, dedup, finalize, pack, split, tokenize
+
+STAGES: list[Stage] = [clean.STAGE, dedup.STAGE, split.STAGE, tokenize.STAGE, pack.STAGE, finalize.STAGE]
+STAGE_NAMES = [stage.name for stage in STAGES]
+
+
+def get_stage(name: str) -> Stage:
+    for stage in STAGES:
+        if stage.name == name:
+            return stage
+    raise KeyError(f"unknown stage '{name}'; stages are: {', '.join(STAGE_NAMES)}")

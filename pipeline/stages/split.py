@@ -1,0 +1,87 @@
+"""Stage `split`: drop duplicates, send each document to train or validation by its hash.
+
+A document is held out iff its split draw (64 hash bits) is below a threshold; the threshold
+is `validation_fraction` of the draw range, raised if needed so that at least
+`min_validation_documents` (capped at `max_validation_share` of all documents) are held
+out. Every task computes the same threshold from the dedup markers, and identical texts
+have identical draws, so no text is ever on both sides.
+
+Outputs of task i: docs/train/{i}.jsonl.zst and docs/validation/{i}.jsonl.zst.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..documents import DocumentWriter, content_hash, read_records
+from ..executor import Stage, read_marker
+from ..plan import Plan
+from .buckets import DROP, hash_words, load_array, split_draw
+from .clean import documents_path
+from .dedup import drop_path
+from .histogram import Histogram
+
+DRAW_RANGE = 1 << 64
+
+
+def split_path(plan: Plan, split: str, task_id: int) -> Path:
+    return plan.docs_dir(split) / f"{task_id:05d}.jsonl.zst"
+
+
+def validation_threshold(plan: Plan) -> int:
+    """Draws below this value are held out. Derived from the dedup markers alone, so every
+    task (on any node) computes the same number."""
+    cfg = plan.config.split
+    unique = 0
+    draws: list[int] = []
+    for bucket in range(plan.num_buckets):
+        marker = read_marker(plan, "dedup", bucket)
+        unique += marker["unique"]
+        draws.extend(marker["smallest_draws"])
+    draws.sort()
+    threshold = int(cfg.validation_fraction * DRAW_RANGE)
+    wanted = min(cfg.min_validation_documents, int(unique * cfg.max_validation_share))
+    if wanted > 0 and len(draws) >= wanted and draws[wanted - 1] >= threshold:
+        threshold = draws[wanted - 1] + 1
+    return threshold
+
+
+def duplicate_ordinals(plan: Plan, task_id: int) -> np.ndarray:
+    """Sorted ordinals (positions in work/clean/{task}) of this task's duplicates."""
+    found = []
+    for bucket in range(plan.num_buckets):
+        drops = load_array(drop_path(plan, bucket), DROP)
+        lo, hi = np.searchsorted(drops["task"], [task_id, task_id + 1])
+        found.append(drops["ordinal"][lo:hi])
+    return np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
+
+
+def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
+    threshold = validation_threshold(plan)
+    duplicates = set(duplicate_ordinals(plan, task_id).tolist())
+    per_file: dict[int, dict[str, int]] = {}
+    chars = Histogram()
+    with DocumentWriter(split_path(plan, "train", task_id)) as train, DocumentWriter(split_path(plan, "validation", task_id)) as validation:
+        for ordinal, record in enumerate(read_records(documents_path(plan, task_id))):
+            counts = per_file.setdefault(record["file"], {"duplicates": 0, "train": 0, "validation": 0})
+            if ordinal in duplicates:
+                counts["duplicates"] += 1
+                continue
+            _, h1 = hash_words(content_hash(record["text"]))
+            target, name = (validation, "validation") if split_draw(h1) < threshold else (train, "train")
+            target.write_record(record)
+            counts[name] += 1
+            chars.add(len(record["text"]))
+            if ordinal % 1000 == 999:
+                progress(1000)
+    return {
+        "files": {str(k): v for k, v in sorted(per_file.items())},
+        "train": train.count,
+        "validation": validation.count,
+        "doc_chars": chars.to_json(),
+    }
+
+
+STAGE = Stage(name="split", run_task=run_task, count_tasks=lambda plan: plan.num_tasks)

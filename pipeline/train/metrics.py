@@ -1,0 +1,129 @@
+"""Training metrics: one record per log step on the console, in RUN/metrics.jsonl and TensorBoard.
+
+Record names are a contract (reports and plots read them):
+  train: kind step epoch consumed_samples tokens loss lr grad_norm tokens_per_s samples_per_s
+         step_time_s data_wait_share mfu eta_s time
+  eval:  kind step tokens val_loss val_ppl val_acc val_tokens
+Only rank 0 writes (`enabled=False` elsewhere makes every call a no-op).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+# Dense peak throughput (TFLOP/s) per device for the MFU denominator, by training precision.
+KNOWN_PEAK_TFLOPS = {
+    ("H100", "bf16"): 989.0,
+    ("H200", "bf16"): 989.0,
+    ("A100", "bf16"): 312.0,
+    ("H100", "fp32"): 67.0,
+    ("H200", "fp32"): 67.0,
+    ("A100", "fp32"): 19.5,
+}
+
+
+def flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
+    """Training FLOPs per token: 6N for the matmuls (forward 2N, backward 4N) plus 12·L·d·T for
+    attention scores and values (PaLM, appendix B; with H·Q = d).
+
+    N is `matmul_params(model)`: every parameter that takes part in a matmul per token, i.e. all
+    parameters except position embeddings (a table lookup). The tied token embedding counts once,
+    because it is the output projection (a V×d matmul per token); its input lookup is free.
+    """
+    return 6.0 * n_params + 12.0 * n_layers * d_model * seq_len
+
+
+def matmul_params(model) -> int:
+    """Parameters that cost FLOPs per token (see flops_per_token); tied weights counted once."""
+    seen: set[int] = set()
+    total = 0
+    for name, param in model.named_parameters():
+        if id(param) in seen or "wpe" in name.split(".") or "position_embeddings" in name:
+            continue
+        seen.add(id(param))
+        # ZeRO-3 replaces params by empty placeholders; ds_numel holds the real size.
+        total += int(getattr(param, "ds_numel", param.numel()))
+    return total
+
+
+def peak_tflops(device_name: str, precision: str) -> float | None:
+    for (marker, prec), value in KNOWN_PEAK_TFLOPS.items():
+        if marker in device_name and prec == precision:
+            return value
+    return None
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        if value == 0 or 1e-3 <= abs(value) < 1e5:
+            return f"{value:.4g}"
+        return f"{value:.3e}"
+    return str(value)
+
+
+class MetricsLogger:
+    """Append-only metrics sink for rank 0; the JSON-lines file survives restarts (resumes append)."""
+
+    CONSOLE_KEYS = {
+        "train": ("step", "loss", "lr", "grad_norm", "tokens_per_s", "step_time_s", "data_wait_share", "mfu", "eta_s"),
+        "eval": ("step", "val_loss", "val_ppl", "val_acc", "val_tokens"),
+    }
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True, echo: bool = True):
+        self.enabled = enabled
+        self.echo = echo
+        self._jsonl = None
+        self._tb = None
+        if not enabled:
+            return
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = run_dir / "metrics.jsonl"
+        self._jsonl = open(self.path, "a", encoding="utf-8")
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(run_dir / "tb"))
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"kind": record.get("kind", "train"), **record}
+        record.setdefault("time", time.time())
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        self._jsonl.write(json.dumps(clean, ensure_ascii=False) + "\n")
+        self._jsonl.flush()
+        kind = record["kind"]
+        if self._tb is not None:
+            step = int(record["step"])
+            for key, value in record.items():
+                if key not in ("kind", "step", "time") and isinstance(value, (int, float)) and value is not None:
+                    self._tb.add_scalar(f"{kind}/{key}", value, step)
+            self._tb.flush()
+        if self.echo:
+            keys = self.CONSOLE_KEYS.get(kind, tuple(record))
+            parts = [f"{k}={_format(record[k])}" for k in keys if record.get(k) is not None]
+            print(f"[{kind}] " + " ".join(parts), flush=True)
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in records if kind is None or r.get("kind") == kind]

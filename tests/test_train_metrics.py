@@ -1,0 +1,37 @@
+import json
+
+from pipeline.train.metrics import MetricsLogger, flops_per_token, matmul_params, read_metrics
+from tests.train_fixtures import tiny_hf_model
+
+
+def test_flops_per_token_formula():
+    # 6N + 12·L·d·T, e.g. GPT-2 small shape: N=124M-ish, 12 layers, 768 wide, 512 tokens
+    assert flops_per_token(100, 2, 8, 16) == 6 * 100 + 12 * 2 * 8 * 16
+    assert flops_per_token(124_000_000, 12, 768, 512) == 6 * 124e6 + 12 * 12 * 768 * 512
+
+
+def test_matmul_params_skip_position_table_and_count_tied_embedding_once():
+    model = tiny_hf_model(vocab_size=96, block_size=64)
+    total = sum(p.numel() for p in model.parameters())  # parameters() dedups the tied weight
+    positions = model.transformer.wpe.weight.numel()
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert matmul_params(model) == total - positions
+
+
+def test_logger_writes_jsonl_and_tensorboard_only_when_enabled(tmp_path, capsys):
+    run = tmp_path / "run"
+    logger = MetricsLogger(run, enabled=True)
+    logger.log({"kind": "train", "step": 1, "loss": 4.5, "lr": 1e-3, "mfu": None, "eta_s": float("inf")})
+    logger.log({"kind": "eval", "step": 1, "val_loss": 4.0, "val_ppl": 54.6, "val_acc": 0.1, "val_tokens": 63})
+    logger.close()
+    records = read_metrics(run)
+    assert [r["kind"] for r in records] == ["train", "eval"]
+    assert records[0]["eta_s"] is None and "time" in records[0]  # non-finite → null, valid JSON
+    assert read_metrics(run, "eval")[0]["val_ppl"] == 54.6
+    assert list((run / "tb").iterdir())  # an event file
+    assert "[train] step=1 loss=4.5" in capsys.readouterr().out
+    json.loads((run / "metrics.jsonl").read_text().splitlines()[1])
+
+    quiet = tmp_path / "quiet"
+    MetricsLogger(quiet, enabled=False).log({"kind": "train", "step": 1, "loss": 1.0})
+    assert not quiet.exists()
