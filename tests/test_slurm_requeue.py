@@ -165,7 +165,27 @@ def test_requeue_from_outside_resumes(slurm_cluster, tmp_path):
     (record,) = slurm_cluster.wait_finished(job, timeout=180)
     assert record["JobState"] == "COMPLETED" and int(record["Restarts"]) == 1, record
     assert_resumed_exactly(run, world=2)
-    assert "SLURM_RESTART_COUNT=1" in log.read_text()
+    text = log.read_text()
+    assert "SLURM_RESTART_COUNT=1" in text and "leaving the job to SLURM" in text
+
+
+def test_scancel_checkpoints_and_stops_for_good(slurm_cluster, tmp_path):
+    """`scancel` (SIGTERM to the batch shell and the ranks): the ranks checkpoint, and the job
+    ends CANCELLED — the script must not requeue a job the user cancelled."""
+    job, run, log = submit_training(slurm_cluster, tmp_path, "--steps", str(STEPS))
+    slurm_cluster.wait_until(lambda: last_step(run, 0) >= 3 and last_step(run, 1) >= 3, 120, "training steps")
+    slurm_cluster.run("scancel", job)
+
+    # The script's last word comes before it exits; a requeue could only have come before it.
+    slurm_cluster.wait_until(lambda: "leaving the job to SLURM" in log.read_text(), 120, "the script's decision")
+    (record,) = slurm_cluster.wait_finished(job, timeout=120)
+    assert record["JobState"] == "CANCELLED" and record["Restarts"] == "0", record
+    assert "requeueing job" not in log.read_text()
+    for rank in range(2):
+        history = events(run, rank)
+        assert [e["event"] for e in history if e["event"] != "step"] == ["start", "checkpoint"]
+        checkpoint = json.loads((run / f"checkpoint-rank{rank}.json").read_text())
+        assert checkpoint["step"] == history[-1]["step"] > 0
 
 
 def test_preemption_by_high_priority_partition(slurm_cluster, tmp_path):
