@@ -19,7 +19,7 @@ from slurm_cluster import REPO, SlurmCluster, slurm_cluster  # noqa: F401  (fixt
 
 pytestmark = pytest.mark.slurm
 
-STEPS = 30
+STEPS = 24
 
 STAND_IN_TRAINER = r'''
 """Counts steps into a per-rank checkpoint; USR1/TERM → save and exit 75; done → exit 0."""
@@ -29,7 +29,8 @@ from pathlib import Path
 parser = argparse.ArgumentParser()
 parser.add_argument("--output", required=True)
 parser.add_argument("--steps", type=int, required=True)
-parser.add_argument("--step-seconds", type=float, default=0.2)
+parser.add_argument("--step-seconds", type=float, default=0.15)
+parser.add_argument("--save-seconds", type=float, default=0.0, help="how long a checkpoint takes")
 parser.add_argument("--exit-code", type=int, default=None, help="fail at once with this code")
 args = parser.parse_args()
 
@@ -64,6 +65,7 @@ assert dist.get_rank() == rank and dist.get_world_size() == world
 
 while state["step"] < args.steps:
     if stop:
+        time.sleep(args.save_seconds)  # a real checkpoint takes a while; more signals may arrive
         tmp = checkpoint.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         tmp.replace(checkpoint)
@@ -158,7 +160,7 @@ def test_batch_signal_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path):
 def test_requeue_from_outside_resumes(slurm_cluster, tmp_path):
     """`scontrol requeue` by an operator: SLURM terminates the job (SIGTERM), the ranks
     checkpoint, and the requeued job resumes from that checkpoint."""
-    job, run, log = submit_training(slurm_cluster, tmp_path, "--steps", str(STEPS))
+    job, run, log = submit_training(slurm_cluster, tmp_path, "--steps", str(STEPS), "--save-seconds", "2")
     slurm_cluster.wait_until(lambda: last_step(run, 0) >= 3 and last_step(run, 1) >= 3, 120, "training steps")
     slurm_cluster.run("scontrol", "requeue", job)
 
@@ -172,7 +174,7 @@ def test_requeue_from_outside_resumes(slurm_cluster, tmp_path):
 def test_scancel_checkpoints_and_stops_for_good(slurm_cluster, tmp_path):
     """`scancel` (SIGTERM to the batch shell and the ranks): the ranks checkpoint, and the job
     ends CANCELLED — the script must not requeue a job the user cancelled."""
-    job, run, log = submit_training(slurm_cluster, tmp_path, "--steps", str(STEPS))
+    job, run, log = submit_training(slurm_cluster, tmp_path, "--steps", str(STEPS), "--save-seconds", "2")
     slurm_cluster.wait_until(lambda: last_step(run, 0) >= 3 and last_step(run, 1) >= 3, 120, "training steps")
     slurm_cluster.run("scancel", job)
 
@@ -191,7 +193,7 @@ def test_scancel_checkpoints_and_stops_for_good(slurm_cluster, tmp_path):
 def test_preemption_by_high_priority_partition(slurm_cluster, tmp_path):
     """A job in the `high` partition needs the CPUs: the `low` job gets SIGTERM and a grace
     time, checkpoints, is requeued, and resumes after the high-priority job is done."""
-    job, run, log = submit_training(slurm_cluster, tmp_path, "--steps", str(STEPS))  # both CPUs
+    job, run, log = submit_training(slurm_cluster, tmp_path, "--steps", str(STEPS), "--save-seconds", "2")  # both CPUs
     slurm_cluster.wait_until(lambda: last_step(run, 0) >= 3 and last_step(run, 1) >= 3, 120, "training steps")
     marker = tmp_path / "high.done"
     urgent = slurm_cluster.sbatch("--partition=high", "--ntasks=2", f"--output={tmp_path / 'high.log'}",
