@@ -63,12 +63,10 @@ def run_one_task(plan: Plan, stage: Stage, task_id: int, progress: Callable[[int
 
 # --- local process pool -------------------------------------------------------------------
 
+# Set in the parent just before the pool forks; workers inherit them (stages hold lambdas,
+# which do not pickle, and this way nothing but task ids crosses the pipe).
 _shared_counter = None
-
-
-def _init_worker(counter) -> None:
-    global _shared_counter
-    _shared_counter = counter
+_current: tuple[Plan, Stage] | None = None
 
 
 def _report_progress(n: int) -> None:
@@ -77,8 +75,9 @@ def _report_progress(n: int) -> None:
             _shared_counter.value += n
 
 
-def _run_in_worker(args: tuple[Plan, Stage, int]) -> int:
-    plan, stage, task_id = args
+def _run_in_worker(task_id: int) -> int:
+    assert _current is not None
+    plan, stage = _current
     run_one_task(plan, stage, task_id, _report_progress)
     return task_id
 
@@ -100,15 +99,17 @@ def run_stage_locally(plan: Plan, stage: Stage, workers: int, show_progress: boo
         disable=not show_progress,
         dynamic_ncols=True,
     )
-    counter = multiprocessing.Value("q", 0)
+    global _shared_counter, _current
     if workers <= 1 or len(todo) == 1:
         for task_id in todo:
             run_one_task(plan, stage, task_id, bar.update)
     else:
-        # fork keeps start-up cheap and inherits the plan; tasks share nothing but files.
+        # fork keeps start-up cheap and inherits plan and stage; tasks share nothing but files.
         context = multiprocessing.get_context("fork")
-        with context.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(counter,)) as pool:
-            results = pool.imap_unordered(_run_in_worker, [(plan, stage, i) for i in todo])
+        counter = _shared_counter = context.Value("q", 0)
+        _current = (plan, stage)
+        with context.Pool(min(workers, len(todo))) as pool:
+            results = pool.imap_unordered(_run_in_worker, todo)
             shown = 0
             finished = 0
             while finished < len(todo):
@@ -121,5 +122,6 @@ def run_stage_locally(plan: Plan, stage: Stage, workers: int, show_progress: boo
                 bar.update(value - shown)
                 shown = value
                 bar.set_postfix_str(f"{finished}/{len(todo)} tasks")
+        _shared_counter, _current = None, None
     bar.close()
     return time.monotonic() - start

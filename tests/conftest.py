@@ -13,9 +13,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# Small but complete: every damaged-shard kind, duplicates, a vocabulary a 1k-token BPE can cover.
+# Small but complete: every damaged-shard kind, duplicates, a vocabulary a 2k-token BPE can cover.
 TEST_CORPUS_BYTES = 1_500_000
-TEST_OVERRIDES = ["tokenizer.vocab_size=1000", "dedup.num_buckets=4", "split.min_validation_documents=40", "pack.block_size=128"]
+TEST_OVERRIDES = ["tokenizer.vocab_size=2000", "dedup.num_buckets=4", "split.min_validation_documents=40", "pack.block_size=128"]
 
 
 def run_pipeline(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:

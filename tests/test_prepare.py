@@ -48,14 +48,15 @@ def test_report_accounts_for_every_row(prepared, corpus):
     assert totals["duplicates"] > 0 and totals["dropped"]  # the generator plants both
     reasons = {e["reason"] for e in report["errors"]}
     assert {"empty_file", "missing_column"} <= reasons
-    by_damage = {kind: path for kind, path in generation["damaged_files"].items()}
-    files = {Path(f["path"]).name: f for f in report["files"]}
-    assert files[Path(by_damage["gbk"]).name]["encoding"] in ("gb18030", "gbk")
-    assert files[Path(by_damage["bom"]).name]["encoding"] == "utf-8-sig"
-    assert files[Path(by_damage["zstd"]).name]["compressed"] is True
-    assert files[Path(by_damage["truncated"]).name]["dropped"].get("malformed", 0) >= 1
-    assert files[Path(by_damage["truncated"]).name]["rows_kept"] > 0  # rows before the fault survive
-    missing = files[Path(by_damage["missing_column"]).name]
+    files = {str(Path(f["path"]).relative_to(corpus)): f for f in report["files"]}
+    damaged = {kind: files[path] for kind, path in generation["damaged_shards"].items()}
+    assert damaged["gbk"]["encoding"] in ("gb18030", "gbk")
+    assert damaged["bom"]["encoding"] == "utf-8-sig"
+    assert damaged["zst"]["compressed"] is True
+    assert damaged["truncated"]["dropped"].get("malformed", 0) >= 1
+    assert damaged["truncated"]["rows_kept"] > 0  # rows before the fault survive
+    assert damaged["multiline"]["rows_kept"] > 0 and damaged["crlf"]["rows_kept"] > 0
+    missing = damaged["no_content"]
     assert missing["rows_read"] == 0 and "content" in missing["error"]
 
 

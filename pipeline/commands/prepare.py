@@ -10,6 +10,7 @@ import os
 import sys
 import time
 
+from ..atomic import write_json_atomically
 from ..executor import run_stage_locally
 from ..stages import STAGES
 from ..stages.clean import require_rows
@@ -21,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_plan_arguments(parser)
     parser.add_argument("--workers", "-w", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    parser.add_argument("--timings", metavar="FILE", help="also write per-stage seconds as JSON (benchmarks)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
         seconds[stage.name] = run_stage_locally(plan, stage, args.workers, show_progress=not args.quiet)
         if stage.name == "clean":
             require_rows(plan)  # fail before dedup if every input file was unreadable
+    if args.timings:
+        write_json_atomically(args.timings, {"stages": seconds, "total": time.monotonic() - start, "workers": args.workers})
     report = json.loads((plan.output / "report.json").read_text(encoding="utf-8"))
     print(format_summary(report, plan.output, seconds, time.monotonic() - start))
     return 0
