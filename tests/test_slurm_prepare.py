@@ -34,11 +34,16 @@ def test_array_chain_with_a_killed_task_matches_local_prepare(slurm_cluster, cor
     output, logs = tmp_path / "out", tmp_path / "logs"
     jobs = submit_chain(slurm_cluster, corpus, output, logs)
 
-    # Kill a pack task while it runs (SIGKILL to its batch shell, which is the python task):
-    # no marker, maybe a half-written shard under a temporary name.
+    # Kill a pack task while it runs: SIGKILL to its batch shell, which by then has exec'ed the
+    # python task (its first log line is written just before). No marker is left, perhaps a
+    # half-written shard under a temporary name. (A signal sent before the batch script has
+    # started is dropped by SLURM, hence the wait for the log line.)
     pack = jobs["pack"]
     running = slurm_cluster.wait_for_state(pack, {"RUNNING"}, timeout=240)
     victim = f"{running['ArrayJobId']}_{running['ArrayTaskId']}"
+    victim_log = logs / f"prep-pack-{victim}.out"
+    slurm_cluster.wait_until(lambda: victim_log.exists() and "[prepare_stage] pack" in victim_log.read_text(),
+                             60, f"pack task {victim} to start", interval=0.05)
     slurm_cluster.run("scancel", "--batch", "--signal=KILL", victim)
 
     records = slurm_cluster.wait_finished(pack, timeout=120)
