@@ -13,8 +13,8 @@ from slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-MAX_STEPS = 300
-SIGNAL_AFTER_STEP = 10
+MAX_STEPS = 60
+SIGNAL_AFTER_STEP = 5
 
 
 def train_config(tmp_path: Path) -> Path:
@@ -26,7 +26,7 @@ def train_config(tmp_path: Path) -> Path:
         "precision: fp32\n"
         "micro_batch_size: 4\n"
         f"max_steps: {MAX_STEPS}\n"
-        "warmup_steps: 10\n"
+        "warmup_steps: 5\n"
         "log_interval: 1\n"
         "eval_interval: 100000\n"
         "eval_max_blocks: 16\n"
