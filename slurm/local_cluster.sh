@@ -14,6 +14,7 @@
 # requeued when a `high` (PriorityTier=10) job needs their CPUs, after GRACE_TIME seconds of
 # SIGTERM notice.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"   # the daemons live in sbin, often not on a user PATH
 
 GRACE_TIME=${GRACE_TIME:-20}      # seconds a preempted job gets to checkpoint before SIGKILL
 PACKAGES=(slurmctld slurmd slurm-client munge)
@@ -161,16 +162,19 @@ wait_for() {
     done
 }
 
-stop_pid() {
-    local name=$1 pid
-    [ -f "$DIR/pids/$name" ] || return 0
-    pid=$(cat "$DIR/pids/$name")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+# TERM the named daemons together, give them 10 s to exit, then KILL what is left.
+stop_daemons() {
+    local name pids=()
+    for name in "$@"; do
+        pid_alive "$name" && pids+=("$(cat "$DIR/pids/$name")")
+    done
+    if [ ${#pids[@]} -gt 0 ]; then
+        kill -TERM "${pids[@]}" 2>/dev/null || true
+        local deadline=$((SECONDS + 10))
+        while [ $SECONDS -lt $deadline ] && kill -0 "${pids[@]}" 2>/dev/null; do sleep 0.1; done
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null; done
     fi
-    rm -f "$DIR/pids/$name"
+    for name in "$@"; do rm -f "$DIR/pids/$name"; done
 }
 
 stop() {
@@ -182,9 +186,8 @@ stop() {
         local deadline=$((SECONDS + 40))
         while [ -n "$(squeue -h -o %i 2>/dev/null)" ] && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
     fi
-    stop_pid slurmd
-    stop_pid slurmctld
-    stop_pid munged
+    stop_daemons slurmd slurmctld
+    stop_daemons munged   # last: the SLURM daemons authenticate through it until they are gone
     if [ -f "$DIR/munge/socket_dir" ]; then
         rm -rf "$(cat "$DIR/munge/socket_dir")"
         rm -f "$DIR/munge/socket_dir"

@@ -52,10 +52,24 @@ def submit(cluster: SlurmCluster, tmp_path: Path, prepared: Path, name: str) -> 
     return job, run, log
 
 
+def submit_with_submit_sh(cluster: SlurmCluster, tmp_path: Path, prepared: Path, name: str) -> tuple[str, Path, Path]:
+    """The same job through slurm/submit.sh --no-prepare (CPU ranks: --gpus-per-node 0)."""
+    run, logs = tmp_path / name, tmp_path / "logs"
+    stdout = cluster.run("bash", REPO / "slurm" / "submit.sh", "--no-prepare", "--data", prepared, "--run", run,
+                         "--train-config", train_config(tmp_path), "--gpus-per-node", "0", "--tasks-per-node", "2",
+                         "--cpus-per-task", "1", "--time", "30:00", "--log-dir", logs)
+    (line,) = stdout.splitlines()
+    name_, job = line.split()
+    assert name_ == "pretrain"
+    return job, run, logs / f"pretrain-{job}.out"
+
+
 def test_signalled_training_resumes_to_the_same_final_loss(slurm_cluster, prepared, tmp_path):
-    reference_job, reference_run, _ = submit(slurm_cluster, tmp_path, prepared, "reference")
+    reference_job, reference_run, reference_log = submit_with_submit_sh(slurm_cluster, tmp_path, prepared, "reference")
     (record,) = slurm_cluster.wait_finished(reference_job, timeout=300)
     assert record["JobState"] == "COMPLETED" and record["Restarts"] == "0", record
+    assert record["NumTasks"] == "2" and record["TimeLimit"] == "00:30:00", record
+    assert "training finished (exit 0)" in reference_log.read_text()
     reference = train_losses(reference_run)
     assert max(reference) == MAX_STEPS
 
