@@ -5,7 +5,7 @@ switchable in `CleanConfig`:
 
 1. strip_html          tags out (block tags -> line break), <script>/<style>/comments out,
                        entities decoded (&nbsp; &gt; &#8220; ...)
-2. remove_control      ANSI escape sequences, C0/C1 controls (\\t \\n \\r kept for rule 5),
+2. remove_control      ANSI escape sequences, C0/C1 controls (whitespace ones kept for rule 5),
                        zero-width and bidi marks, soft hyphen, BOM, U+FFFD
 3. normalize_width     full-width ASCII (U+FF01-FF5E) -> ASCII, ideographic space -> space,
                        EXCEPT the Chinese sentence punctuation ！（），：；？ which stays
@@ -96,6 +96,7 @@ _AROUND_NEWLINE = re.compile(r" ?\n[ \n]*")
 # scan); the callback looks one character back. Matches are rare in Chinese text.
 _SPACE_BEFORE_CJK = re.compile(f" +(?=[{CJK}])")
 _CJK_CHAR = re.compile(f"[{CJK}]")
+_ADJACENT_PAIR = re.compile(r"(.)\1", re.DOTALL)
 
 
 def _join_if_after_cjk(match: re.Match) -> str:
@@ -232,7 +233,7 @@ class Cleaner:
             repeated = len(lines) - len(set(lines))
             if repeated / len(lines) > config.max_repeated_line_share:
                 return "repetitive_lines"
-        if config.min_cjk_share > 0 and cjk_share(text) < config.min_cjk_share:
+        if config.min_cjk_share > 0 and _cjk_share_below(text, config.min_cjk_share):
             return "low_cjk_share"
         return None
 
@@ -250,6 +251,10 @@ class Cleaner:
         n = len(dense)
         if n > self.config.top_char_max_chars:
             return False
+        if limit >= 0.5 and n > 1 and not _ADJACENT_PAIR.search(dense):
+            # A character with more than half of the text sits next to itself somewhere,
+            # unless it alternates starting at position 0: one candidate, no Counter needed.
+            return dense.count(dense[0]) / n > limit
         return max(Counter(dense).values()) / n > limit
 
     # --- splitting ----------------------------------------------------------------------
@@ -283,6 +288,20 @@ class Cleaner:
         if reason is not None:
             return [], reason
         return [Document(text=piece, source=doc.source, row=doc.row) for piece in self.split(text)], None
+
+
+def _cjk_share_below(text: str, minimum: float) -> bool:
+    """cjk_share(text) < minimum, without counting every Han character when a prefix of the
+    text already holds enough of them (the common case: Chinese text, a few Latin words)."""
+    other = len(_LATIN_WORD.findall(text))
+    if not other:
+        return _HAN_RUN.search(text) is None
+    # One more than the Han count at which the share reaches `minimum`: a safe margin.
+    enough = int(minimum * other / (1.0 - minimum)) + 1 if minimum < 1.0 else len(text) + 1
+    window = 4 * enough + 64
+    if window < len(text) and sum(map(len, _HAN_RUN.findall(text, 0, window))) >= enough:
+        return False
+    return cjk_share(text) < minimum
 
 
 def cjk_share(text: str) -> float:

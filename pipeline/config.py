@@ -18,16 +18,29 @@ class NearDedupConfig:
     """Optional MinHash-LSH near-duplicate removal over character n-grams (off by default)."""
 
     enabled: bool = False
-    ngram: int = 5
-    num_permutations: int = 128
-    bands: int = 16  # rows per band = num_permutations / bands; threshold ≈ (1/bands)^(1/rows)
+    ngram: int = 5  # characters per n-gram
+    num_permutations: int = 128  # MinHash signature length
+    # rows per band r = num_permutations / bands; a pair with similarity s becomes a candidate
+    # with probability 1 − (1 − s^r)^bands, threshold ≈ (1/bands)^(1/r): 16 × 8 → 0.71
+    bands: int = 16
+    # a candidate pair is linked only if its estimated Jaccard similarity (share of equal
+    # signature positions) reaches this; 0 links every LSH candidate
+    min_similarity: float = 0.7
     seed: int = 0
 
     def check(self) -> None:
         if self.ngram < 1:
             raise ValueError(f"ngram must be ≥ 1, got {self.ngram}")
+        if self.num_permutations < 1 or self.bands < 1:
+            raise ValueError(f"num_permutations and bands must be ≥ 1, got {self.num_permutations} and {self.bands}")
         if self.num_permutations % self.bands:
             raise ValueError(f"num_permutations ({self.num_permutations}) must be a multiple of bands ({self.bands})")
+        if self.bands > 65535:
+            raise ValueError(f"bands must be ≤ 65535, got {self.bands}")
+        if not 0 <= self.min_similarity <= 1:
+            raise ValueError(f"min_similarity must be in [0, 1], got {self.min_similarity}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be ≥ 0, got {self.seed}")
 
 
 @dataclasses.dataclass

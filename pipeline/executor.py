@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,8 @@ def run_stage_locally(plan: Plan, stage: Stage, workers: int, show_progress: boo
     todo = pending_tasks(plan, stage)
     total_tasks = stage.count_tasks(plan)
     start = time.monotonic()
+    if total_tasks == 0:  # a stage switched off by its config (e.g. near dedup)
+        return 0.0
     if not todo:
         if show_progress:
             print(f"[{stage.name}] {total_tasks}/{total_tasks} tasks already done")
@@ -96,7 +99,8 @@ def run_stage_locally(plan: Plan, stage: Stage, workers: int, show_progress: boo
         unit=stage.unit,
         unit_scale=True,
         desc=f"[{stage.name}] {len(todo)} of {total_tasks} tasks",
-        disable=not show_progress,
+        # a bar redrawn into a log file is noise: logs (SLURM, CI) get one line per stage instead
+        disable=not show_progress or not sys.stderr.isatty(),
         dynamic_ncols=True,
     )
     global _shared_counter, _current
@@ -124,4 +128,7 @@ def run_stage_locally(plan: Plan, stage: Stage, workers: int, show_progress: boo
                 bar.set_postfix_str(f"{finished}/{len(todo)} tasks")
         _shared_counter, _current = None, None
     bar.close()
-    return time.monotonic() - start
+    seconds = time.monotonic() - start
+    if show_progress and bar.disable:
+        print(f"[{stage.name}] {len(todo)} task(s) done in {seconds:.1f}s", flush=True)
+    return seconds

@@ -183,8 +183,14 @@ def _detect_encoding(stream: BinaryIO, config: ReadConfig) -> str | None:
         scanned += len(block)
     sample = block[_NON_ASCII.search(block).start():]
     final = not stream.read(1)
-    errors = [_decode_errors(sample, name, final) for name in config.encodings]
-    return config.encodings[errors.index(min(errors))]
+    best, fewest = config.encodings[0], None
+    for name in config.encodings:
+        errors = _decode_errors(sample, name, final)
+        if errors == 0:
+            return name
+        if fewest is None or errors < fewest:
+            best, fewest = name, errors
+    return best
 
 
 class _Lines:

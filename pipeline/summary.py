@@ -15,7 +15,9 @@ def format_summary(report: dict, output: Path, seconds: dict[str, float] | None 
     for reason, count in sorted(t["dropped"].items(), key=lambda kv: -kv[1]):
         lines.append(f"              {reason:<22}{count:>12,}")
     lines += [
-        f"Documents   {t['documents']:,} ({t['duplicates']:,} duplicates removed) → "
+        f"Documents   {t['documents']:,} ({t['duplicates']:,} duplicates"
+        + (f", {t['near_duplicates']:,} near-duplicates" if t.get("near_duplicates") else "")
+        + " removed) → "
         f"{t['train_documents']:,} train, {t['validation_documents']:,} validation",
         f"Tokens      {t['tokens']:,} ({report['tokens_per_document']:.1f} per document, "
         f"{report['chars_per_token']:.2f} chars per token, {report['vocab_used_share']:.1%} of the vocabulary used)",

@@ -22,7 +22,7 @@ from pipeline.executor import run_stage_locally
 from pipeline.manifest import load_manifest
 from pipeline.plan import create_plan
 from pipeline.shards import PackedBlocks
-from pipeline.stages import STAGES
+from pipeline.stages import STAGE_NAMES, STAGES
 from tokenizer import SentencePieceTokenizer
 
 
@@ -41,10 +41,10 @@ def test_report_accounts_for_every_row(prepared, corpus):
     assert report["inputs"]["files"] == len(list(corpus.rglob("*.csv*")))
     for entry in report["files"]:
         assert entry["rows_read"] == entry["rows_kept"] + sum(entry["dropped"].values()), entry["path"]
-        assert entry["documents"] == entry["duplicates"] + entry["train"] + entry["validation"], entry["path"]
+        assert entry["documents"] == entry["duplicates"] + entry["near_duplicates"] + entry["train"] + entry["validation"], entry["path"]
     totals = report["totals"]
     assert totals["rows_read"] == sum(f["rows_read"] for f in report["files"]) > 0
-    assert totals["documents"] == totals["duplicates"] + totals["train_documents"] + totals["validation_documents"]
+    assert totals["documents"] == totals["duplicates"] + totals["near_duplicates"] + totals["train_documents"] + totals["validation_documents"]
     assert totals["duplicates"] > 0 and totals["dropped"]  # the generator plants both
     reasons = {e["reason"] for e in report["errors"]}
     assert {"empty_file", "missing_column"} <= reasons
@@ -120,7 +120,7 @@ def test_dedup_and_split_do_not_depend_on_task_or_bucket_counts(corpus, tmp_path
     for num_tasks, buckets in ((1, 4), (2, 4), (5, 7)):
         config.dedup.num_buckets = buckets
         plan = create_plan([f"{corpus}/**/*.csv*"], tmp_path / f"t{num_tasks}", config, num_tasks=num_tasks)
-        for stage in STAGES[:3]:  # clean, dedup, split
+        for stage in STAGES[: STAGE_NAMES.index("split") + 1]:  # clean, dedup, (near dedup: 0 tasks), split
             run_stage_locally(plan, stage, workers=2, show_progress=False)
         results.append(kept_keys(plan.output))
     assert results[0] and results[0] == results[1] == results[2]
@@ -208,3 +208,13 @@ def test_nothing_readable_fails_clearly(tmp_path):
     assert "empty.csv" in result.stderr and "other.csv" in result.stderr
     result = run_pipeline("prepare", "--input", f"{tmp_path}/nothing/*.csv", "--output", str(tmp_path / "out2"), check=False)
     assert result.returncode == 2 and "no .csv or .csv.zst file matches" in result.stderr
+
+
+def test_near_dedup_when_enabled_keeps_the_accounting_exact(corpus, prepared, tmp_path):
+    output = tmp_path / "out"
+    run_pipeline(*prepare_args(corpus, output), "dedup.near.enabled=true")
+    near, exact = json.loads((output / "report.json").read_text()), json.loads((prepared / "report.json").read_text())
+    totals = near["totals"]
+    assert totals["near_duplicates"] > 0 and totals["duplicates"] == exact["totals"]["duplicates"]
+    assert totals["documents"] == totals["duplicates"] + totals["near_duplicates"] + totals["train_documents"] + totals["validation_documents"]
+    assert "near_map" in run_pipeline("status", "--output", str(output)).stdout

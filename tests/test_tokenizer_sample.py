@@ -1,6 +1,7 @@
 """The tokenizer's training sample: sentence splitting, bottom-k sampling, caps, determinism."""
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def test_sample_is_identical_for_any_file_order_and_split(tmp_path):
         assert stats["documents"] == 400
     assert samples[0] and all(sample == samples[0] for sample in samples)
     # a different seed draws a different sample
-    write_training_sample(one, tmp_path / "seed1.txt", TokenizerConfig(**{**config.__dict__, "seed": 1}))
+    write_training_sample(one, tmp_path / "seed1.txt", dataclasses.replace(config, seed=1))
     assert (tmp_path / "seed1.txt").read_bytes() != samples[0]
 
 
@@ -103,6 +104,8 @@ def test_config_rejects_bad_values_with_key_names():
         from_dict(TokenizerConfig, {"character_coverage": 1.5})
     with pytest.raises(ConfigError, match="max_sample_chars"):
         from_dict(TokenizerConfig, {"max_sample_chars": 10, "max_sentence_chars": 100})
+    with pytest.raises(ConfigError, match="byte_fallback: must be true"):
+        from_dict(TokenizerConfig, {"byte_fallback": False})
     with pytest.raises(ConfigError, match="model_type"):
         from_dict(TokenizerConfig, {"model_type": "wordpiece"})
     assert from_dict(TokenizerConfig, {"pretrained": "/some/dir"}).pretrained == "/some/dir"

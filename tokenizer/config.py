@@ -16,7 +16,7 @@ class TokenizerConfig:
     model_type: Literal["bpe", "unigram"] = "bpe"
     vocab_size: int = 32000
     character_coverage: float = 0.9995
-    byte_fallback: bool = True  # characters outside the vocabulary become UTF-8 byte pieces, never <unk>
+    byte_fallback: bool = True  # characters outside the vocabulary become UTF-8 byte pieces, never <unk> (required)
     split_digits: bool = True  # every digit is its own piece: numbers tokenize uniformly
     # Sentencepiece loads its whole input into memory (sentencepiece issues #708, #680: out of
     # memory at 290 GB), so it trains on a bounded sample: at most this many distinct sentences
@@ -42,6 +42,11 @@ class TokenizerConfig:
             if not self.pretrained.strip():
                 raise ValueError("pretrained: empty path (leave it out to train a tokenizer)")
             return
+        if not self.byte_fallback:
+            raise ValueError(
+                "byte_fallback: must be true — without it characters outside the vocabulary become "
+                "<unk> and decode(encode(text)) != text"
+            )
         if self.vocab_size <= RESERVED_PIECES:
             raise ValueError(
                 f"vocab_size: {self.vocab_size} leaves no room for text pieces "

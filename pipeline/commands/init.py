@@ -18,5 +18,6 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_from_arguments(args)
     print(f"{plan.output / 'plan.json'}: {len(plan.inputs)} input files, fingerprint {plan.fingerprint[:12]}")
     for stage in STAGES:
-        print(f"  {stage.name:<10} {stage.count_tasks(plan)} task(s)")
+        count = stage.count_tasks(plan)
+        print(f"  {stage.name:<12} {count} task(s)" if count else f"  {stage.name:<12} off")
     return 0

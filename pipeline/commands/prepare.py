@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
           f"{plan.num_tasks} tasks, {args.workers} workers")
     seconds = {}
     for stage in STAGES:
+        if stage.count_tasks(plan) == 0:
+            continue  # switched off in the config
         seconds[stage.name] = run_stage_locally(plan, stage, args.workers, show_progress=not args.quiet)
         if stage.name == "clean":
             require_rows(plan)  # fail before dedup if every input file was unreadable

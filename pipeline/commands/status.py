@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         total = stage.count_tasks(plan)
         pending = pending_tasks(plan, stage)
         complete &= not pending
-        state = "done" if not pending else f"pending: {ranges(pending)}"
-        print(f"  {stage.name:<10} {total - len(pending):>5}/{total:<5} {state}")
+        state = "off" if total == 0 else "done" if not pending else f"pending: {ranges(pending)}"
+        print(f"  {stage.name:<12} {total - len(pending):>5}/{total:<5} {state}")
     print("complete" if complete else "incomplete: re-run `prepare` (or the pending array tasks) to finish")
     return 0 if complete else 1

@@ -2,6 +2,8 @@
 
     clean      N tasks   input file slice → read → clean → documents + dedup hash buckets
     dedup      K tasks   hash bucket → first occurrence wins → drop list (+ split draws)
+    near_map, near_reduce, near_resolve   N, K, 1 tasks (0 unless dedup.near.enabled):
+               MinHash LSH near-duplicates → one drop list (see stages/near_dedup.py)
     split      N tasks   documents − duplicates → docs/train | docs/validation
     tokenizer  1 task    bounded sample of train docs → sentencepiece → HF tokenizer dir
     pack       N+1 tasks docs → token ids + EOS → 512-token blocks → Arrow shards
@@ -10,9 +12,9 @@
 from __future__ import annotations
 
 from ..executor import Stage
-from . import clean, dedup, finalize, pack, split, tokenize
+from . import clean, dedup, finalize, near_dedup, pack, split, tokenize
 
-STAGES: list[Stage] = [clean.STAGE, dedup.STAGE, split.STAGE, tokenize.STAGE, pack.STAGE, finalize.STAGE]
+STAGES: list[Stage] = [clean.STAGE, dedup.STAGE, *near_dedup.STAGES, split.STAGE, tokenize.STAGE, pack.STAGE, finalize.STAGE]
 STAGE_NAMES = [stage.name for stage in STAGES]
 
 

@@ -55,8 +55,8 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
             # rows the reader met but could not turn into documents are drops with reasons too
             if report.rows_malformed:
                 dropped["malformed"] += report.rows_malformed
-            if getattr(report, "rows_empty_text", 0):
-                dropped["empty"] += report.rows_empty_text
+            if report.rows_empty_text:
+                dropped["empty_text"] += report.rows_empty_text
             entry = dataclasses.asdict(report)
             entry.update(file_index=file_index, rows_kept=rows_kept, dropped=dict(sorted(dropped.items())), documents=documents)
             files.append(entry)

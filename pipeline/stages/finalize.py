@@ -23,7 +23,7 @@ def build_report(plan: Plan, vocab_size: int) -> dict:
     files: dict[int, dict] = {}
     for task in range(plan.num_tasks):
         for entry in read_marker(plan, "clean", task)["files"]:
-            files[entry["file_index"]] = {**entry, "duplicates": 0, "train": 0, "validation": 0}
+            files[entry["file_index"]] = {**entry, "duplicates": 0, "near_duplicates": 0, "train": 0, "validation": 0}
     doc_chars = Histogram()
     for task in range(plan.num_tasks):
         marker = read_marker(plan, "split", task)
@@ -36,7 +36,7 @@ def build_report(plan: Plan, vocab_size: int) -> dict:
     totals = Counter()
     for entry in files.values():
         dropped.update(entry["dropped"])
-        for key in ("rows_read", "rows_kept", "documents", "duplicates", "train", "validation", "undecodable_bytes"):
+        for key in ("rows_read", "rows_kept", "documents", "duplicates", "near_duplicates", "train", "validation", "undecodable_bytes"):
             totals[key] += entry.get(key, 0)
     errors = [
         {"path": e["path"], "reason": e["skipped_reason"], "error": e["error"]}
@@ -69,6 +69,7 @@ def build_report(plan: Plan, vocab_size: int) -> dict:
             "dropped": dict(sorted(dropped.items())),
             "documents": totals["documents"],
             "duplicates": totals["duplicates"],
+            "near_duplicates": totals["near_duplicates"],
             "train_documents": totals["train"],
             "validation_documents": totals["validation"],
             "undecodable_bytes": totals["undecodable_bytes"],

@@ -1,4 +1,4 @@
-"""Stage `split`: drop duplicates, send each document to train or validation by its hash.
+"""Stage `split`: drop duplicates (exact, and near ones when enabled), send each document to train or validation by its hash.
 
 A document is held out iff its split draw (64 hash bits) is below a threshold; the threshold
 is `validation_fraction` of the draw range, raised if needed so that at least
@@ -22,6 +22,7 @@ from .buckets import DROP, hash_words, load_array, split_draw
 from .clean import documents_path
 from .dedup import drop_path
 from .histogram import Histogram
+from .near_dedup import near_duplicate_ordinals
 
 DRAW_RANGE = 1 << 64
 
@@ -61,13 +62,18 @@ def duplicate_ordinals(plan: Plan, task_id: int) -> np.ndarray:
 def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     threshold = validation_threshold(plan)
     duplicates = set(duplicate_ordinals(plan, task_id).tolist())
+    # near dedup also links exact copies: those stay counted as exact duplicates
+    near_duplicates = set(near_duplicate_ordinals(plan, task_id).tolist()) - duplicates
     per_file: dict[int, dict[str, int]] = {}
     chars = Histogram()
     with DocumentWriter(split_path(plan, "train", task_id)) as train, DocumentWriter(split_path(plan, "validation", task_id)) as validation:
         for ordinal, record in enumerate(read_records(documents_path(plan, task_id))):
-            counts = per_file.setdefault(record["file"], {"duplicates": 0, "train": 0, "validation": 0})
+            counts = per_file.setdefault(record["file"], {"duplicates": 0, "near_duplicates": 0, "train": 0, "validation": 0})
             if ordinal in duplicates:
                 counts["duplicates"] += 1
+                continue
+            if ordinal in near_duplicates:
+                counts["near_duplicates"] += 1
                 continue
             _, h1 = hash_words(content_hash(record["text"]))
             target, name = (validation, "validation") if split_draw(h1) < threshold else (train, "train")
