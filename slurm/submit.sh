@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Submit the whole chain with one command: init → clean → dedup → split → tokenizer → pack →
-# finalize → pretrain, each stage an array job that starts only when the previous one succeeded
-# (--dependency=afterok). Prints one `NAME JOBID` line per job on stdout.
+# Submit the whole chain with one command: init → clean → dedup → [near-dedup stages, if on] →
+# split → tokenizer → pack → finalize → pretrain, each stage an array job that starts only when
+# the previous one succeeded (--dependency=afterok). Prints one `NAME JOBID` line per job.
 #
 #   slurm/submit.sh --input 'corpus/**/*.csv*' --data out/zh --run runs/zh-gpt \
 #       --train-config configs/train/X.yaml --deepspeed configs/deepspeed/Y.json \
@@ -17,7 +17,6 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-STAGES=(clean dedup split tokenizer pack finalize)
 
 usage() {
     cat >&2 <<EOF
@@ -138,7 +137,7 @@ DEPENDENCY=()
 submit() {   # submit NAME SBATCH_ARGS...; prints "NAME JOBID" and chains the next job on this one
     local name=$1; shift
     local id
-    id=$(sbatch "${COMMON[@]}" "${DEPENDENCY[@]}" "$@")
+    id=$(sbatch "${COMMON[@]}" "${DEPENDENCY[@]}" "$@" </dev/null)
     id=${id%%;*}
     echo "$name $id"
     # afterok on an array job waits for every task; if one fails, the rest of the chain is
@@ -153,15 +152,18 @@ if [ "$PREPARE" = 1 ]; then
         ${DATA_CONFIG:+--config "$DATA_CONFIG"} ${NUM_TASKS:+--num-tasks "$NUM_TASKS"} \
         "${DATA_OVERRIDES[@]}") >&2
     echo "init $DATA/plan.json"
-    for stage in "${STAGES[@]}"; do
-        count=$(cd "$REPO" && "$PYTHON" -m pipeline tasks "$stage" --output "$DATA")
+    # The pipeline lists its stages in order with their task counts; a stage switched off by
+    # the config (e.g. near-duplicate removal) has 0 tasks and gets no job.
+    stage_counts=$(cd "$REPO" && "$PYTHON" -m pipeline tasks --output "$DATA")
+    while read -r stage count; do
+        [ "$count" -gt 0 ] || continue
         cpus=$PREP_CPUS
         [ "$stage" = tokenizer ] && cpus=$TOKENIZER_CPUS
         submit "$stage" --job-name="prep-$stage" --array="0-$((count - 1))${MAX_PARALLEL:+%$MAX_PARALLEL}" \
             --ntasks=1 --cpus-per-task="$cpus" --time="$PREP_TIME" \
             --output="$LOG_DIR/prep-$stage-%A_%a.out" \
             "$REPO/slurm/prepare_stage.sbatch" "$stage" "$DATA"
-    done
+    done <<<"$stage_counts"
 fi
 
 if [ "$TRAIN" = 1 ]; then
