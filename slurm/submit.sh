@@ -27,7 +27,8 @@ data preparation
   --data OUT            prepared data directory                                    [DATA]
   --data-config FILE    data config YAML (default configs/data/default.yaml)        [DATA_CONFIG]
   --num-tasks N         tasks per file-sliced stage (default: the pipeline's choice) [NUM_TASKS]
-  --data-override K=V   data config override, repeatable (e.g. dedup.num_buckets=64)
+  --num-buckets K       dedup tasks (hash buckets; default: the data config's)      [NUM_BUCKETS]
+  --data-override K=V   data config override, repeatable (e.g. clean.min_chars=20)
   --prep-time T         time limit of one array task (default 4:00:00)              [PREP_TIME]
   --prep-cpus C         CPUs of one array task (default 1)                          [PREP_CPUS]
   --tokenizer-cpus C    CPUs of the tokenizer-training task (default 16)            [TOKENIZER_CPUS]
@@ -57,6 +58,7 @@ read -r -a INPUTS <<<"${INPUTS:-}"
 DATA=${DATA:-}
 DATA_CONFIG=${DATA_CONFIG:-configs/data/default.yaml}
 NUM_TASKS=${NUM_TASKS:-}
+NUM_BUCKETS=${NUM_BUCKETS:-}
 DATA_OVERRIDES=()
 PREP_TIME=${PREP_TIME:-4:00:00}
 PREP_CPUS=${PREP_CPUS:-1}
@@ -85,6 +87,7 @@ while [ $# -gt 0 ]; do
         --data) DATA=$2; shift ;;
         --data-config) DATA_CONFIG=$2; shift ;;
         --num-tasks) NUM_TASKS=$2; shift ;;
+        --num-buckets) NUM_BUCKETS=$2; shift ;;
         --data-override) DATA_OVERRIDES+=("$2"); shift ;;
         --prep-time) PREP_TIME=$2; shift ;;
         --prep-cpus) PREP_CPUS=$2; shift ;;
@@ -113,6 +116,7 @@ while [ $# -gt 0 ]; do
 done
 
 fail() { echo "submit.sh: $*" >&2; exit 2; }
+command -v sbatch >/dev/null || fail "sbatch not found: run this on a SLURM login node (or export SLURM_CONF for slurm/local_cluster.sh)"
 [ -n "$DATA" ] || fail "--data OUT is required"
 [ "$PREPARE" = 0 ] || [ ${#INPUTS[@]} -gt 0 ] || fail "--input GLOB is required (or --no-prepare)"
 [ "$TRAIN" = 0 ] || { [ -n "$RUN" ] && [ -n "$TRAIN_CONFIG" ]; } || fail "--run and --train-config are required (or --no-train)"
@@ -146,6 +150,7 @@ submit() {   # submit NAME SBATCH_ARGS...; prints "NAME JOBID" and chains the ne
 }
 
 if [ "$PREPARE" = 1 ]; then
+    [ -z "$NUM_BUCKETS" ] || DATA_OVERRIDES+=("dedup.num_buckets=$NUM_BUCKETS")
     input_args=()
     for glob in "${INPUTS[@]}"; do input_args+=(--input "$(absolute "$glob")"); done
     (cd "$REPO" && "$PYTHON" -m pipeline init "${input_args[@]}" --output "$DATA" \
