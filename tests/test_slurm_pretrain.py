@@ -40,7 +40,8 @@ def train_losses(run: Path) -> dict[int, float]:
     path = run / "metrics.jsonl"
     if not path.exists():
         return {}
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    # Read while rank 0 appends: only complete (newline-terminated) lines count.
+    records = [json.loads(line) for line in path.read_text().split("\n")[:-1] if line.strip()]
     return {r["step"]: r["loss"] for r in records if r.get("kind") == "train"}
 
 

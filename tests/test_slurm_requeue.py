@@ -96,7 +96,10 @@ def expected_total(steps: int, world: int) -> int:
 
 def events(run: Path, rank: int) -> list[dict]:
     path = run / f"events-rank{rank}.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    if not path.exists():
+        return []
+    # Read while the trainer appends: only complete (newline-terminated) lines count.
+    return [json.loads(line) for line in path.read_text().split("\n")[:-1]]
 
 
 def last_step(run: Path, rank: int = 0) -> int:
