@@ -72,6 +72,11 @@ def test_reexport_replaces_atomically_and_tags_resolve(tmp_path, tokenizer_dir):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries left
     with pytest.raises(ExportError, match="step999"):
         export_hf(run_dir, tag="step999")
+    # the form: the checkpoint directory itself, through the launcher
+    done = subprocess.run([sys.executable, str(ROOT / "launch/export.py"), str(run_dir / "checkpoints" / "step3"),
+                           "--out", str(tmp_path / "by_path")], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "by_path" / "model.safetensors").read_bytes() == before
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

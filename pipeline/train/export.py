@@ -5,7 +5,8 @@ go in; RUN/hf/ (or `out_dir`) comes out: fp32 safetensors weights, config, token
 and a generation config, loadable with `AutoModelForCausalLM.from_pretrained` and
 `AutoTokenizer.from_pretrained`. ZeRO 1–3 checkpoints are consolidated with DeepSpeed's own
 zero-to-fp32 (the fp32 master weights, whatever the training precision); a ZeRO-0 checkpoint
-holds the whole module in its model-states file, so that is read directly.
+holds the whole module in its model-states file, so that is read directly (under bf16 these
+are the bf16 weights the engine computed with, stored as fp32).
 
 The output is written under a temporary name and renamed into place, so a killed export
 never leaves a half-written model where a user (or `from_pretrained`) would find it.
@@ -99,11 +100,24 @@ def _replace_directory(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def split_checkpoint_path(path: Path) -> tuple[Path, str | None]:
+    """RUN → (RUN, None); RUN/checkpoints/TAG → (RUN, TAG), so either may be given."""
+    path = Path(path)
+    if path.parent.name == "checkpoints" and any(path.glob("*model_states.pt")):
+        return path.parent.parent, path.name
+    return path, None
+
+
 def export_hf(run_dir: Path, tag: str | None = None, out_dir: Path | None = None) -> Path:
-    """Export checkpoint `tag` (default: the latest) of `run_dir` to `out_dir` (default RUN/hf)."""
+    """Export checkpoint `tag` (default: the latest) of `run_dir` to `out_dir` (default RUN/hf).
+    `run_dir` may also be a checkpoint directory RUN/checkpoints/TAG."""
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    run_dir = Path(run_dir)
+    run_dir, tag_in_path = split_checkpoint_path(run_dir)
+    if tag_in_path is not None:
+        if tag is not None and tag != tag_in_path:
+            raise ExportError(f"--tag {tag} contradicts the checkpoint directory {run_dir / 'checkpoints' / tag_in_path}")
+        tag = tag_in_path
     checkpoint_root = run_dir / "checkpoints"
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "hf"
     tag = resolve_tag(checkpoint_root, tag)

@@ -5,7 +5,6 @@ the engine's logits on a fixed batch. Launched by tests/test_export.py under tor
 """
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path

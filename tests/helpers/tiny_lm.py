@@ -22,23 +22,17 @@ def tiny_corpus(num_docs: int = 1500, seed: int = 0) -> list[str]:
 
 
 def train_tokenizer_dir(directory: Path, vocab_size: int = 600, docs: list[str] | None = None) -> Path:
-    """Train sentencepiece on `docs` and write an HF tokenizer dir (incl. tokenizer.model)."""
-    from transformers import LlamaTokenizer
+    """The project's own tokenizer training (tokenizer.train) on `docs`: an HF tokenizer dir."""
+    from tokenizer.config import TokenizerConfig
+    from tokenizer.train import train_tokenizer
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    corpus = directory / "corpus.txt"
-    corpus.write_text("\n".join(docs or tiny_corpus()), encoding="utf-8")
-    spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(directory / "tokenizer"), vocab_size=vocab_size,
-        model_type="unigram", normalization_rule_name="identity", byte_fallback=True,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=3, character_coverage=1.0, num_threads=1,
-        add_dummy_prefix=False, minloglevel=2,
-    )
-    corpus.unlink()
-    (directory / "tokenizer.vocab").unlink()
-    tokenizer = LlamaTokenizer.from_pretrained(directory, add_bos_token=False, add_eos_token=False, pad_token="<pad>")
-    tokenizer.save_pretrained(directory)
+    sample = directory.parent / f"{directory.name}-sample.txt"
+    sample.parent.mkdir(parents=True, exist_ok=True)
+    sample.write_text("\n".join(docs or tiny_corpus()) + "\n", encoding="utf-8")
+    config = TokenizerConfig(model_type="unigram", vocab_size=vocab_size, character_coverage=1.0, num_threads=1)
+    train_tokenizer(sample, directory, config)
+    sample.unlink()
     return directory
 
 
@@ -68,3 +62,54 @@ def train_briefly(model, token_ids: list[list[int]], steps: int = 60, lr: float 
         optimizer.step()
     model.eval()
     return model
+
+
+def encode_documents(tokenizer_dir: Path, docs: list[str]) -> list[list[int]]:
+    processor = spm.SentencePieceProcessor(model_file=str(Path(tokenizer_dir) / "tokenizer.model"))
+    return [processor.encode(doc) for doc in docs]
+
+
+def make_model_dir(directory: Path, tokenizer_dir: Path, docs: list[str], steps: int = 60, positions: int = 64) -> Path:
+    """A briefly trained tiny GPT-2 saved like an export: weights, tokenizer, generation config."""
+    import shutil
+
+    from transformers import GenerationConfig
+
+    model = tiny_gpt2(vocab_size=600, positions=positions)
+    train_briefly(model, encode_documents(tokenizer_dir, docs), steps=steps)
+    model.save_pretrained(directory)
+    GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=3).save_pretrained(directory)
+    for item in Path(tokenizer_dir).iterdir():
+        shutil.copy2(item, Path(directory) / item.name)
+    return Path(directory)
+
+
+def make_data_dir(directory: Path, tokenizer_dir: Path, train_docs: list[str], validation_docs: list[str], block_size: int = 32) -> Path:
+    """A prepared data directory as `python -m pipeline prepare` leaves it: manifest, tokenizer, shards."""
+    import hashlib
+    import shutil
+
+    import numpy as np
+
+    from pipeline.manifest import write_manifest
+    from pipeline.shards import ShardWriter
+
+    directory = Path(directory)
+    shutil.copytree(tokenizer_dir, directory / "tokenizer")
+    splits = {}
+    for split, docs in (("train", train_docs), ("validation", validation_docs)):
+        flat = [t for doc in encode_documents(tokenizer_dir, docs) for t in doc + [2]]
+        blocks = np.asarray(flat[: len(flat) // block_size * block_size]).reshape(-1, block_size)
+        path = directory / split / "part-00000.arrow"
+        with ShardWriter(path, block_size, np.uint16) as writer:
+            writer.write_blocks(blocks)
+        entry = {"path": f"{split}/part-00000.arrow", "blocks": len(blocks), "tokens": blocks.size,
+                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        splits[split] = {"shards": [entry]}
+    tokenizer_hash = hashlib.sha256((Path(tokenizer_dir) / "tokenizer.model").read_bytes()).hexdigest()
+    write_manifest(directory, {
+        "block_size": block_size, "dtype": "uint16", "vocab_size": 600,
+        "special_ids": {"unk": 0, "bos": 1, "eos": 2, "pad": 3},
+        "tokenizer": {"path": "tokenizer", "fingerprint": tokenizer_hash}, "splits": splits,
+    })
+    return directory

@@ -1,0 +1,1 @@
+"""Using a trained model: load, evaluate, generate, serve."""
