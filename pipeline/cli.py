@@ -20,6 +20,8 @@ COMMANDS = {
     "tasks": ("pipeline.commands.tasks", "print the number of tasks of a stage (for sbatch --array)"),
     "task": ("pipeline.commands.task", "run exactly one task of one stage (for SLURM array jobs)"),
     "status": ("pipeline.commands.status", "show done/pending tasks of each stage of an output directory"),
+    "report": ("pipeline.report_plots", "render OUT/report.json as PNG figures and OUT/report.md"),
+    "plan": ("pipeline.run_plan", "estimate steps, time, memory per GPU per ZeRO stage and disk of a training run"),
 }
 
 
