@@ -75,3 +75,4 @@ Next:
   .venv/bin/python launch/chat.py --model $RUN/hf --port 8000            # chat page on http://127.0.0.1:8000
   .venv/bin/tensorboard --logdir $RUN/tb                                 # curves
   README.md "Your own corpus" — the same steps on your CSV files
+EOF
