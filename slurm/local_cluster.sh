@@ -94,6 +94,9 @@ JobRequeue=1
 # Schedule every second: otherwise a requeued or newly eligible job can wait up to 30 s.
 SchedulerParameters=sched_interval=1
 MinJobAge=600
+# Job ids differ between clusters running side by side on one machine (say, two test runs), so
+# the rendezvous ports that pretrain.sbatch derives from them (20000 + id % 20000) differ too.
+FirstJobId=$(( (CTLD_PORT % 100) * 1000 + 1 ))
 KillWait=30
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
