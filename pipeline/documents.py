@@ -36,6 +36,9 @@ def content_hash(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
+FLUSH_CHARS = 1 << 19
+
+
 class DocumentWriter:
     """Streams documents into `path` (.jsonl.zst), renamed into place on close."""
 
@@ -43,22 +46,30 @@ class DocumentWriter:
         self._context = write_atomically(path, "wb")
         raw = self._context.__enter__()
         self._zstd = zstandard.ZstdCompressor(level=level).stream_writer(raw, closefd=False)
-        self._text = io.TextIOWrapper(self._zstd, encoding="utf-8", write_through=True)
+        self._lines: list[str] = []  # batched: one compressor call per ~1 MB, not per document
+        self._pending_chars = 0
         self.count = 0
 
     def write(self, doc: Document, **extra) -> None:
-        record = {"text": doc.text, "source": doc.source, "row": doc.row, **extra}
-        self._text.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.count += 1
+        self.write_record({"text": doc.text, "source": doc.source, "row": doc.row, **extra})
 
     def write_record(self, record: dict) -> None:
-        """Copy a record read by `read_records` (keeps its extra fields)."""
-        self._text.write(json.dumps(record, ensure_ascii=False) + "\n")
+        """Write one record (also: copy a record read by `read_records`, extra fields kept)."""
+        line = json.dumps(record, ensure_ascii=False)
+        self._lines.append(line)
+        self._pending_chars += len(line)
         self.count += 1
+        if self._pending_chars >= FLUSH_CHARS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._lines:
+            self._lines.append("")
+            self._zstd.write("\n".join(self._lines).encode("utf-8"))
+            self._lines, self._pending_chars = [], 0
 
     def close(self) -> None:
-        self._text.flush()
-        self._text.detach()
+        self._flush()
         self._zstd.close()
         self._context.__exit__(None, None, None)
 
