@@ -21,7 +21,7 @@ PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "[install] ${TORCH_SPEC:-torch==2.13.0}"
-    "${PIP[@]}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "${TORCH_SPEC:-torch==2.13.0}"
+    "${PIP[@]}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "${TORCH_SPEC:-torch==2.13.0}" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 fi
 echo "[install] project + dependencies (extras: ${EXTRAS})"
 "${PIP[@]}" -c launch/constraints.txt -e ".[${EXTRAS}]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
