@@ -34,6 +34,37 @@ def write_atomically(path: str | Path, mode: str = "wb") -> Iterator:
         raise
 
 
+class AtomicFileWriter:
+    """Base of streaming writers whose file appears under its name only when complete.
+
+    Subclasses write to `self.sink` and implement `_finish()` (flush what they buffer, close
+    their encoder); `close()` then commits, an exception inside `with` discards the file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._context = write_atomically(self.path, "wb")
+        self.sink = self._context.__enter__()
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._finish()
+        self._context.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException) -> None:
+        self._context.__exit__(type(exc), exc, exc.__traceback__)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.close()
+        else:
+            self.abort(exc)
+
+
 def write_json_atomically(path: str | Path, data, indent: int | None = 2) -> None:
     with write_atomically(path, "w") as handle:
         json.dump(data, handle, ensure_ascii=False, indent=indent, sort_keys=False)

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 
 import zstandard
 
-from .atomic import write_atomically
+from .atomic import AtomicFileWriter
 
 
 @dataclasses.dataclass
@@ -39,13 +39,12 @@ def content_hash(text: str) -> bytes:
 FLUSH_CHARS = 1 << 19
 
 
-class DocumentWriter:
+class DocumentWriter(AtomicFileWriter):
     """Streams documents into `path` (.jsonl.zst), renamed into place on close."""
 
     def __init__(self, path: str | Path, level: int = 3):
-        self._context = write_atomically(path, "wb")
-        raw = self._context.__enter__()
-        self._zstd = zstandard.ZstdCompressor(level=level).stream_writer(raw, closefd=False)
+        super().__init__(path)
+        self._zstd = zstandard.ZstdCompressor(level=level).stream_writer(self.sink, closefd=False)
         self._lines: list[str] = []  # batched: one compressor call per ~1 MB, not per document
         self._pending_chars = 0
         self.count = 0
@@ -68,22 +67,9 @@ class DocumentWriter:
             self._zstd.write("\n".join(self._lines).encode("utf-8"))
             self._lines, self._pending_chars = [], 0
 
-    def close(self) -> None:
+    def _finish(self) -> None:
         self._flush()
         self._zstd.close()
-        self._context.__exit__(None, None, None)
-
-    def abort(self, exc: BaseException) -> None:
-        self._context.__exit__(type(exc), exc, exc.__traceback__)
-
-    def __enter__(self) -> "DocumentWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is None:
-            self.close()
-        else:
-            self.abort(exc)
 
 
 def read_records(path: str | Path) -> Iterator[dict]:

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from .atomic import write_atomically
+from .atomic import AtomicFileWriter
 
 COLUMN = "input_ids"
 ROWS_PER_BATCH = 1024  # record batch size inside a shard; bounds writer memory
@@ -30,17 +30,15 @@ def shard_schema(block_size: int, dtype: np.dtype) -> pa.Schema:
     return pa.schema([pa.field(COLUMN, pa.list_(pa.from_numpy_dtype(dtype), block_size))])
 
 
-class ShardWriter:
+class ShardWriter(AtomicFileWriter):
     """Writes blocks (rows of `block_size` ids) to one Arrow stream file, atomically."""
 
     def __init__(self, path: str | Path, block_size: int, dtype: np.dtype):
-        self.path = Path(path)
+        super().__init__(path)
         self.block_size = block_size
         self.dtype = np.dtype(dtype)
         self.schema = shard_schema(block_size, self.dtype)
-        self._context = write_atomically(self.path, "wb")
-        self._sink = self._context.__enter__()
-        self._writer = pa.ipc.new_stream(self._sink, self.schema)
+        self._writer = pa.ipc.new_stream(self.sink, self.schema)
         self._pending: list[np.ndarray] = []
         self.blocks = 0
 
@@ -62,22 +60,9 @@ class ShardWriter:
         self._writer.write_batch(pa.record_batch([column], schema=self.schema))
         self.blocks += len(rows)
 
-    def close(self) -> None:
+    def _finish(self) -> None:
         self._flush()
         self._writer.close()
-        self._context.__exit__(None, None, None)
-
-    def abort(self, exc: BaseException) -> None:
-        self._context.__exit__(type(exc), exc, exc.__traceback__)
-
-    def __enter__(self) -> "ShardWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is None:
-            self.close()
-        else:
-            self.abort(exc)
 
 
 class PackedBlocks:
