@@ -3,7 +3,7 @@
 # Extra arguments go to pytest, e.g. `bash tests/run.sh -k dedup -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash launch/install.sh
+EXTRAS="test,opencc" bash launch/install.sh   # opencc: the Traditional→Simplified tests
 bash launch/install_system.sh   # chromium, slurm, munge: real programs the tests drive
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 exec .venv/bin/python -m pytest "$@"
