@@ -118,10 +118,10 @@ def check_resume(state: dict, identity: dict, allow_data_change: bool, where: Pa
     if state["world_size"] != identity["world_size"]:
         raise checkpoint.CheckpointError(
             f"{where}: written by {state['world_size']} data-parallel ranks, this run has {identity['world_size']}. "
-            f"ZeRO partitions optimizer state per rank, so restart with {state['world_size']} ranks. To change the "
-            f"world size, convert it to a DeepSpeed universal checkpoint (`python -m deepspeed.checkpoint.ds_to_universal "
-            f"--input_folder {where} --output_folder {where}_universal`) — resuming from universal checkpoints is not "
-            f"wired into this trainer — or export the weights (launch/export.py) and start a new run from them.")
+            f"ZeRO partitions optimizer state per rank, so restart with {state['world_size']} ranks. Changing the world "
+            f"size mid-run is not supported yet: DeepSpeed can convert the checkpoint (`python -m "
+            f"deepspeed.checkpoint.ds_to_universal --input_folder {where} --output_folder {where}_universal`), but this "
+            f"trainer does not load universal checkpoints; the weights alone are in `python launch/export.py`'s output.")
     if state["model_fingerprint"] != identity["model_fingerprint"]:
         raise checkpoint.CheckpointError(f"{where}: the model config differs from the checkpoint's; refusing to load")
     warnings = []
