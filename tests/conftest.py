@@ -47,3 +47,14 @@ def prepared(corpus, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("prepared") / "out"
     run_pipeline(*prepare_args(corpus, output))
     return output
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A briefly trained tiny GPT-2 saved like an export (weights + tokenizer), shared by the
+    generation and chat tests."""
+    from tests.helpers.tiny_lm import make_model_dir, tiny_corpus, train_tokenizer_dir
+
+    base = tmp_path_factory.mktemp("tiny_model")
+    docs = tiny_corpus(400, seed=4)
+    return make_model_dir(base / "model", train_tokenizer_dir(base / "tokenizer", docs=docs), docs)

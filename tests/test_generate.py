@@ -10,16 +10,13 @@ import torch
 
 from pipeline.inference.generate import GenerationSettings, generate
 from pipeline.inference.loading import load_model
-from tests.helpers.tiny_lm import make_model_dir, tiny_corpus, train_tokenizer_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    base = tmp_path_factory.mktemp("gen")
-    docs = tiny_corpus(400, seed=2)
-    return make_model_dir(base / "model", train_tokenizer_dir(base / "tokenizer", docs=docs), docs)
+def model_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")
