@@ -1,7 +1,7 @@
 """The unit of work between stages: a Document, stored as zstd-compressed JSON lines.
 
 Intermediate files never sit in memory whole: `DocumentWriter` streams into a zstd frame,
-`read_documents` streams back out. Writers go through `write_atomically`, so a killed task
+`read_documents` streams back out. Writers are `AtomicFileWriter`s, so a killed task
 never leaves a half-written shard under the final name.
 """
 from __future__ import annotations

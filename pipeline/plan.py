@@ -209,7 +209,7 @@ def create_plan(
     return plan
 
 
-OUTPUT_ENTRIES = ("plan.json", "work", "docs", "tokenizer", "train", "validation", "manifest.json", "report.json", "figures")
+OUTPUT_ENTRIES = ("plan.json", "work", "docs", "tokenizer", "train", "validation", "manifest.json", "report.json", "report", "report.md")
 
 
 def remove_outputs(output: Path) -> None:

@@ -19,7 +19,7 @@ from ..shards import token_dtype
 from .histogram import Histogram
 
 
-def build_report(plan: Plan, vocab_size: int) -> dict:
+def build_report(plan: Plan, vocab_size: int, pack: list[dict]) -> dict:
     files: dict[int, dict] = {}
     for task in range(plan.num_tasks):
         for entry in read_marker(plan, "clean", task)["files"]:
@@ -44,7 +44,6 @@ def build_report(plan: Plan, vocab_size: int) -> dict:
         if e.get("skipped_reason") or e.get("error")
     ]
 
-    pack = [read_marker(plan, "pack", task) for task in range(plan.num_tasks + 1)]
     doc_tokens = Histogram()
     used_ids: set[int] = set()
     split_totals = {s: Counter() for s in ("train", "validation")}
@@ -88,10 +87,10 @@ def build_report(plan: Plan, vocab_size: int) -> dict:
     }
 
 
-def build_manifest(plan: Plan, report: dict, tokenizer: SentencePieceTokenizer, tokenizer_fingerprint: str) -> dict:
+def build_manifest(plan: Plan, report: dict, pack: list[dict], tokenizer: SentencePieceTokenizer, tokenizer_fingerprint: str) -> dict:
     splits = {}
     for name in ("train", "validation"):
-        shards = [s for task in range(plan.num_tasks + 1) for s in read_marker(plan, "pack", task)["shards"] if s["path"].startswith(f"{name}/")]
+        shards = [s for marker in pack for s in marker["shards"] if marker["split"] == name]
         stats = report["splits"][name]
         splits[name] = {
             "shards": shards,
@@ -125,9 +124,10 @@ def build_manifest(plan: Plan, report: dict, tokenizer: SentencePieceTokenizer, 
 def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     tokenizer = SentencePieceTokenizer.load(plan.tokenizer_dir)
     fingerprint = read_marker(plan, "tokenizer", 0)["fingerprint"]
-    report = build_report(plan, tokenizer.vocab_size)
+    pack = [read_marker(plan, "pack", task) for task in range(plan.num_tasks + 1)]  # read once, used twice
+    report = build_report(plan, tokenizer.vocab_size, pack)
     write_json_atomically(plan.output / "report.json", report)
-    manifest = write_manifest(plan.output, build_manifest(plan, report, tokenizer, fingerprint))
+    manifest = write_manifest(plan.output, build_manifest(plan, report, pack, tokenizer, fingerprint))
     progress(1)
     return {"fingerprint": manifest.fingerprint}
 

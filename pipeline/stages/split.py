@@ -15,11 +15,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..documents import DocumentWriter, content_hash, read_records
+from ..documents import DocumentWriter, read_records
 from ..executor import Stage, read_marker
 from ..plan import Plan
-from .buckets import DROP, hash_words, load_array, split_draw
-from .clean import documents_path
+from .buckets import DROP, RECORD, load_array, split_draw
+from .clean import bucket_path, documents_path
 from .dedup import drop_path
 from .histogram import Histogram
 from .near_dedup import near_duplicate_ordinals
@@ -59,8 +59,18 @@ def duplicate_ordinals(plan: Plan, task_id: int) -> np.ndarray:
     return np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
 
 
+def split_draws(plan: Plan, task_id: int) -> np.ndarray:
+    """Every document's split draw, indexed by its ordinal: read back from the task's own hash
+    bucket records (the clean stage hashed each text once; no need to hash it again)."""
+    records = np.concatenate([load_array(bucket_path(plan, task_id, b), RECORD) for b in range(plan.num_buckets)])
+    draws = np.zeros(len(records), dtype=np.uint64)
+    draws[records["ordinal"]] = split_draw(records["h1"])
+    return draws
+
+
 def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     threshold = validation_threshold(plan)
+    draws = split_draws(plan, task_id)
     duplicates = set(duplicate_ordinals(plan, task_id).tolist())
     # near dedup also links exact copies: those stay counted as exact duplicates
     near_duplicates = set(near_duplicate_ordinals(plan, task_id).tolist()) - duplicates
@@ -75,8 +85,7 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
             if ordinal in near_duplicates:
                 counts["near_duplicates"] += 1
                 continue
-            _, h1 = hash_words(content_hash(record["text"]))
-            target, name = (validation, "validation") if split_draw(h1) < threshold else (train, "train")
+            target, name = (validation, "validation") if draws[ordinal] < threshold else (train, "train")
             target.write_record(record)
             counts[name] += 1
             chars.add(len(record["text"]))
