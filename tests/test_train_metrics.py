@@ -35,3 +35,16 @@ def test_logger_writes_jsonl_and_tensorboard_only_when_enabled(tmp_path, capsys)
     quiet = tmp_path / "quiet"
     MetricsLogger(quiet, enabled=False).log({"kind": "train", "step": 1, "loss": 1.0})
     assert not quiet.exists()
+
+
+def test_a_restart_drops_the_steps_it_redoes(tmp_path):
+    # a start killed before its first checkpoint left steps 1-3; a resume from step 2 left 1-4
+    for resume_step, kept in ((0, []), (2, [1, 2])):
+        run = tmp_path / f"run{resume_step}"
+        run.mkdir()
+        (run / "metrics.jsonl").write_text("".join(json.dumps({"kind": "train", "step": s}) + "\n" for s in (1, 2, 3, 4)))
+        logger = MetricsLogger(run, enabled=True, tensorboard=False, echo=False, resume_step=resume_step)
+        logger.log({"kind": "train", "step": resume_step + 1, "loss": 1.0})
+        logger.close()
+        steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert steps == kept + [resume_step + 1]

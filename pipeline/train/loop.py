@@ -236,7 +236,7 @@ def train(args, dist, device, train_cfg: TrainConfig, model_cfg: ModelConfig, ma
     if dist.is_main:
         prepare_run_dir(run_dir, hf_config, manifest, run_info)
     log = MetricsLogger(run_dir, enabled=dist.is_main, tensorboard=train_cfg.tensorboard,
-                        resume_step=progress.step if state is not None else None)
+                        resume_step=progress.step)
 
     train_blocks = PackedBlocks(manifest.shard_paths("train"))
     val_blocks = PackedBlocks(manifest.shard_paths("validation"))
@@ -248,7 +248,8 @@ def train(args, dist, device, train_cfg: TrainConfig, model_cfg: ModelConfig, ma
     audit = None
     if train_cfg.audit_samples:
         (run_dir / "audit").mkdir(parents=True, exist_ok=True)
-        audit = open(run_dir / "audit" / f"rank{dist.rank}.jsonl", "a")
+        # steps after the checkpoint are redone: a fresh start begins a fresh log
+        audit = open(run_dir / "audit" / f"rank{dist.rank}.jsonl", "a" if progress.step else "w")
     control = distributed.control_group()
     log.message(
         f"[train] {'resuming at step ' + str(progress.step) if progress.step else 'starting'}: {total_steps} steps × "

@@ -73,8 +73,10 @@ class MetricsLogger:
     }
 
     def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True, echo: bool = True,
-                 resume_step: int | None = None):
-        """`resume_step`: drop records logged after it by an interrupted run (they are redone)."""
+                 resume_step: int = 0):
+        """`resume_step`: the step this start continues from (0: a fresh start). Records an
+        interrupted earlier start logged after it are dropped, since those steps are redone —
+        also when that start died before its first checkpoint."""
         self.enabled = enabled
         self.echo = echo
         self._jsonl = None
@@ -84,14 +86,13 @@ class MetricsLogger:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / "metrics.jsonl"
-        if resume_step is not None:
-            truncate_after(run_dir, resume_step)
+        truncate_after(run_dir, resume_step)
         self._jsonl = open(self.path, "a", encoding="utf-8")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            purge = None if resume_step is None else resume_step + 1  # TensorBoard's own "redo from here"
-            self._tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge)
+            # TensorBoard's own "redo from here"
+            self._tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=resume_step + 1)
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
