@@ -43,7 +43,8 @@ def test_a_restart_drops_the_steps_it_redoes(tmp_path):
         run = tmp_path / f"run{resume_step}"
         run.mkdir()
         (run / "metrics.jsonl").write_text("".join(json.dumps({"kind": "train", "step": s}) + "\n" for s in (1, 2, 3, 4)))
-        logger = MetricsLogger(run, enabled=True, tensorboard=False, echo=False, resume_step=resume_step)
+        resume = {"resume_step": resume_step} if resume_step else {}  # a fresh start passes nothing
+        logger = MetricsLogger(run, enabled=True, tensorboard=False, echo=False, **resume)
         logger.log({"kind": "train", "step": resume_step + 1, "loss": 1.0})
         logger.close()
         steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
