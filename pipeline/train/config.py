@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pipeline.configfile import ConfigError, load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SPECIAL_IDS = {"unk": 0, "bos": 1, "eos": 2, "pad": 3}
+from tokenizer.config import SPECIAL_IDS  # the project-wide ids, fixed by the tokenizer
 # Keys the data decides; a model config that sets them would silently disagree with the shards.
 DATA_OWNED_KEYS = ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings")
 

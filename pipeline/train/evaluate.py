@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from pipeline.shards import PackedBlocks
+from tokenizer.config import SPECIAL_IDS
 
-PAD_ID = 3  # packed blocks hold no padding today; ignored in labels should that change
+PAD_ID = SPECIAL_IDS["pad"]  # packed blocks hold no padding today; ignored in labels should that change
 
 
 @dataclasses.dataclass(frozen=True)

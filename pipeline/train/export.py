@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
+from tokenizer.config import SPECIAL_IDS  # fixed for the whole project: <unk>=0, <s>=1, </s>=2 (EOS), <pad>=3
+
 EXPORT_INFO = "export_info.json"
-# Special ids are fixed for the whole project: <unk>=0, <s>=1, </s>=2 (EOS), <pad>=3.
-BOS_ID, EOS_ID, PAD_ID = 1, 2, 3
 
 
 class ExportError(RuntimeError):
@@ -136,7 +136,7 @@ def export_hf(run_dir: Path, tag: str | None = None, out_dir: Path | None = None
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         model.save_pretrained(tmp, safe_serialization=True)
-        GenerationConfig(bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID).save_pretrained(tmp)
+        GenerationConfig(bos_token_id=SPECIAL_IDS["bos"], eos_token_id=SPECIAL_IDS["eos"], pad_token_id=SPECIAL_IDS["pad"]).save_pretrained(tmp)
         copy_tokenizer(run_dir / "tokenizer", tmp)
         info = {"run_dir": str(run_dir.resolve()), "tag": tag, "parameters": sum(p.numel() for p in model.parameters())}
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -29,7 +28,7 @@ from pipeline.manifest import load_manifest
 from pipeline.shards import PackedBlocks
 
 from . import checkpoint, distributed
-from .config import ModelConfig, TrainConfig, build_hf_config, load_configs, resolve_path
+from .config import SPECIAL_IDS, ModelConfig, TrainConfig, build_hf_config, load_configs, resolve_path
 from .data import ResumableSampler, batch_tensor
 from .evaluate import PAD_ID, evaluate_blocks
 from .metrics import MetricsLogger, flops_per_token, matmul_params, peak_tflops
@@ -155,11 +154,12 @@ def run(args: argparse.Namespace) -> int:
     dist = distributed.detect(args.local_rank)
     train_cfg, model_cfg = load_configs(args.config, args.overrides)
     manifest = load_manifest(args.data)
+    if manifest.special_ids != SPECIAL_IDS:
+        raise ConfigError(f"{Path(args.data) / 'manifest.json'}: special ids {manifest.special_ids}; the model is built "
+                          f"for {SPECIAL_IDS} (prepare the data with this project's tokenizer)")
     hf_config = build_hf_config(model_cfg, manifest.vocab_size, manifest.block_size)
     ds_path = resolve_path(args.deepspeed or train_cfg.deepspeed_config)
     deepspeed_config(ds_path, train_cfg, "fp32")  # validate before any process group exists
-    if train_cfg.export_at_end and importlib.util.find_spec("pipeline.train.export") is None:
-        raise ConfigError("export_at_end: pipeline/train/export.py is not installed; set export_at_end=false")
     run_dir = Path(args.output)
     ckpt_dir = run_dir / "checkpoints"
 
