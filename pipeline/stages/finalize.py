@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable
 
-from tokenizer import SentencePieceTokenizer
-
 from ..atomic import write_json_atomically
 from ..configfile import to_dict
 from ..executor import Stage, read_marker
@@ -87,7 +85,8 @@ def build_report(plan: Plan, vocab_size: int, pack: list[dict]) -> dict:
     }
 
 
-def build_manifest(plan: Plan, report: dict, pack: list[dict], tokenizer: SentencePieceTokenizer, tokenizer_fingerprint: str) -> dict:
+def build_manifest(plan: Plan, report: dict, pack: list[dict], tokenizer: dict) -> dict:
+    """`tokenizer`: the tokenizer task's marker (vocab_size, special_ids, fingerprint)."""
     splits = {}
     for name in ("train", "validation"):
         shards = [s for marker in pack for s in marker["shards"] if marker["split"] == name]
@@ -102,10 +101,10 @@ def build_manifest(plan: Plan, report: dict, pack: list[dict], tokenizer: Senten
     totals = report["totals"]
     return {
         "block_size": plan.config.pack.block_size,
-        "dtype": token_dtype(tokenizer.vocab_size).name,
-        "vocab_size": tokenizer.vocab_size,
-        "special_ids": {"unk": tokenizer.unk_id, "bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "pad": tokenizer.pad_id},
-        "tokenizer": {"path": "tokenizer", "fingerprint": tokenizer_fingerprint},
+        "dtype": token_dtype(tokenizer["vocab_size"]).name,
+        "vocab_size": tokenizer["vocab_size"],
+        "special_ids": tokenizer["special_ids"],
+        "tokenizer": {"path": "tokenizer", "fingerprint": tokenizer["fingerprint"]},
         "splits": splits,
         "totals": {
             "documents": totals["train_documents"] + totals["validation_documents"],
@@ -122,12 +121,11 @@ def build_manifest(plan: Plan, report: dict, pack: list[dict], tokenizer: Senten
 
 
 def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
-    tokenizer = SentencePieceTokenizer.load(plan.tokenizer_dir)
-    fingerprint = read_marker(plan, "tokenizer", 0)["fingerprint"]
+    tokenizer = read_marker(plan, "tokenizer", 0)
     pack = [read_marker(plan, "pack", task) for task in range(plan.num_tasks + 1)]  # read once, used twice
-    report = build_report(plan, tokenizer.vocab_size, pack)
+    report = build_report(plan, tokenizer["vocab_size"], pack)
     write_json_atomically(plan.output / "report.json", report)
-    manifest = write_manifest(plan.output, build_manifest(plan, report, pack, tokenizer, fingerprint))
+    manifest = write_manifest(plan.output, build_manifest(plan, report, pack, tokenizer))
     progress(1)
     return {"fingerprint": manifest.fingerprint}
 

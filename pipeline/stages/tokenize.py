@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from tokenizer import install_pretrained_tokenizer, tokenizer_fingerprint, train_tokenizer, write_training_sample
+from tokenizer import install_pretrained_tokenizer, train_tokenizer, write_training_sample
 
 from ..executor import Stage
 from ..plan import Plan
@@ -23,7 +23,6 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
         sample_path = plan.work_dir / "tokenizer" / "sample.txt"
         sample = write_training_sample(documents, sample_path, config)
         info = {"sample": sample, **train_tokenizer(sample_path, plan.tokenizer_dir, config)}
-    info["fingerprint"] = tokenizer_fingerprint(plan.tokenizer_dir)
     progress(1)
     return info
 
