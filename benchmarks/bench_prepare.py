@@ -29,16 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.corpus_gen import generate_corpus  # noqa: E402
+from pipeline.corpus_gen import generate_corpus, parse_size  # noqa: E402
 from pipeline.documents import read_records  # noqa: E402
-
-
-def parse_size(text: str) -> int:
-    units = {"KB": 1e3, "MB": 1e6, "GB": 1e9}
-    for unit, factor in units.items():
-        if text.upper().endswith(unit):
-            return int(float(text[: -len(unit)]) * factor)
-    return int(text)
 
 
 def run_prepare(corpus: Path, output: Path, workers: int, extra: list[str]) -> dict:

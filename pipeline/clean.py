@@ -27,6 +27,7 @@ Python callbacks run only per match, and matches are rare in normal text.
 from __future__ import annotations
 
 import html
+import importlib.util
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -160,18 +161,20 @@ class CleanConfig:
             raise ValueError(f"top_char_max_chars must be >= 0, got {self.top_char_max_chars}")
         if self.max_chars is not None and self.max_chars < 1:
             raise ValueError(f"max_chars must be >= 1, got {self.max_chars}")
-        if self.traditional_to_simplified:
-            _load_opencc()
+        # only that the package is there: the converter (its dictionaries) is built once, by Cleaner
+        if self.traditional_to_simplified and importlib.util.find_spec("opencc") is None:
+            raise ValueError(OPENCC_MISSING)
+
+
+OPENCC_MISSING = ("traditional_to_simplified needs the opencc package: "
+                  "pip install opencc-python-reimplemented (the project's 'opencc' extra)")
 
 
 def _load_opencc():
     try:
         import opencc
     except ImportError:
-        raise ValueError(
-            "traditional_to_simplified needs the opencc package: "
-            "pip install opencc-python-reimplemented (the project's 'opencc' extra)"
-        ) from None
+        raise ValueError(OPENCC_MISSING) from None
     return opencc.OpenCC("t2s")
 
 
