@@ -30,7 +30,7 @@ launcher=$!
 # the next step boundary, save a checkpoint and exit 75 ("preempted, resume me").
 for _ in $(seq 600); do
     if grep -q '"step": 60,' "$RUN/metrics.jsonl" 2>/dev/null; then
-        pkill -USR1 -f -- "launch/pretrain.py --local_rank=0" || true
+        pkill -USR1 -f -- "launch/pretrain.py --local_rank=0 .*--output $RUN( |\$)" || true   # this run's rank 0 only
         break
     fi
     kill -0 "$launcher" 2>/dev/null || break

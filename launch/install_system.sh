@@ -2,6 +2,7 @@
 # Debian packages the test suite drives for real: headless Chromium (the chat page test) and
 # SLURM + munge (the cluster tests). Installs only what is missing; needs root or sudo.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"   # the daemons live in sbin, often not on a user's PATH
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)

@@ -69,16 +69,3 @@ def write_json_atomically(path: str | Path, data, indent: int | None = 2) -> Non
     with write_atomically(path, "w") as handle:
         json.dump(data, handle, ensure_ascii=False, indent=indent, sort_keys=False)
         handle.write("\n")
-
-
-def remove_stale_temporaries(directory: str | Path) -> int:
-    """Delete `.NAME.tmp-PID` leftovers of killed writers; returns how many."""
-    removed = 0
-    directory = Path(directory)
-    if not directory.exists():
-        return 0
-    for tmp in directory.rglob(".*.tmp-*"):
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            tmp.unlink()
-            removed += 1
-    return removed

@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS="test,opencc" bash launch/install.sh   # opencc: the Traditional→Simplified tests
 bash launch/install_system.sh   # chromium, slurm, munge: real programs the tests drive
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
+# CI=1: a test whose program is missing fails instead of skipping (this script installed them all)
+export CI=${CI:-1} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 exec .venv/bin/python -m pytest "$@"
