@@ -104,6 +104,13 @@ class PackedBlocks:
         chunk = bisect.bisect_right(self._starts, index) - 1
         return self._chunks[chunk][index - self._starts[chunk]]
 
+    def token_counts(self, vocab_size: int) -> np.ndarray:
+        """How often each id occurs in all blocks (chunk by chunk over the mapped files)."""
+        counts = np.zeros(vocab_size, dtype=np.int64)
+        for chunk in self._chunks:
+            counts += np.bincount(chunk.reshape(-1), minlength=vocab_size)[:vocab_size]
+        return counts
+
     def gather(self, indices: Sequence[int]) -> np.ndarray:
         """Blocks at `indices` as one (len(indices), block_size) int64 array (copies)."""
         return np.stack([self[i] for i in indices]).astype(np.int64)

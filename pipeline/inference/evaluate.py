@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import math
 import time
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-import pyarrow as pa
 from tqdm import tqdm
 
 from pipeline.manifest import load_manifest
-from pipeline.shards import COLUMN, PackedBlocks
+from pipeline.shards import PackedBlocks
 from pipeline.train.evaluate import PAD_ID, evaluate_blocks
+from tokenizer.load import tokenizer_fingerprint
 
 from .loading import load_model, max_positions
 
@@ -104,16 +103,6 @@ def pack_text(path: Path, tokenizer, block_size: int, column: str = "content") -
 
 # ---------------------------------------------------------------- unigram baseline
 
-def shard_token_counts(paths: Iterable[Path], vocab_size: int) -> np.ndarray:
-    """Token frequencies over whole shards (mmap, chunk by chunk: a 6 GB train split is fine)."""
-    counts = np.zeros(vocab_size, dtype=np.int64)
-    for path in paths:
-        table = pa.ipc.open_stream(pa.memory_map(str(path), "r")).read_all()
-        for chunk in table.column(COLUMN).chunks:
-            counts += np.bincount(chunk.values.to_numpy(zero_copy_only=True), minlength=vocab_size)[:vocab_size]
-    return counts
-
-
 def predicted_token_counts(blocks, num_blocks: int, vocab_size: int) -> np.ndarray:
     """Counts of the tokens the model is scored on: positions 1.. of each block, no padding."""
     counts = np.zeros(vocab_size, dtype=np.int64)
@@ -148,8 +137,9 @@ class EvaluationRequest:
     progress: bool = True
 
 
-def _file_sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+def _fingerprint_or_none(directory: Path) -> str | None:
+    """The ids-deciding fingerprint of a tokenizer dir (None when it has no tokenizer.model)."""
+    return tokenizer_fingerprint(directory) if (Path(directory) / "tokenizer.model").is_file() else None
 
 
 def evaluate(request: EvaluationRequest) -> dict:
@@ -164,8 +154,8 @@ def evaluate(request: EvaluationRequest) -> dict:
         manifest = load_manifest(request.data_dir)
         if manifest.vocab_size > vocab_size:
             raise ValueError(f"{request.data_dir}: vocabulary {manifest.vocab_size} > the model's {vocab_size}; wrong model for this data")
-        data_tokenizer = _file_sha256(manifest.tokenizer_dir / "tokenizer.model")
-        model_tokenizer = _file_sha256(Path(request.model_dir) / "tokenizer.model")
+        data_tokenizer = _fingerprint_or_none(manifest.tokenizer_dir)
+        model_tokenizer = _fingerprint_or_none(Path(request.model_dir))
         if data_tokenizer and model_tokenizer and data_tokenizer != model_tokenizer:
             raise ValueError(f"{request.model_dir}/tokenizer.model differs from {manifest.tokenizer_dir}/tokenizer.model: "
                              "the data's ids would mean other pieces to this model")
@@ -195,7 +185,7 @@ def evaluate(request: EvaluationRequest) -> dict:
     if request.unigram:
         evaluated = predicted_token_counts(blocks, num_blocks, vocab_size)
         if request.data_dir is not None:
-            reference = shard_token_counts(manifest.shard_paths("train"), vocab_size)
+            reference = PackedBlocks(manifest.shard_paths("train")).token_counts(vocab_size)
             source = "train split, add-one smoothing"
         else:
             reference, source = evaluated, "evaluated tokens' own frequencies, add-one smoothing"
