@@ -125,3 +125,18 @@ def test_command_line_writes_json_and_refuses_bad_input(world, tmp_path):
     tiny.write_text("中国", encoding="utf-8")
     bad = subprocess.run(command[:4] + ["--text", str(tiny)], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "fewer than one block" in bad.stderr
+
+
+def test_a_model_with_another_tokenizer_is_refused(world, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(world["model"], model)
+    other = train_tokenizer_dir(tmp_path / "other_tokenizer", docs=tiny_corpus(600, seed=9))
+    shutil.copy(other / "tokenizer.model", model / "tokenizer.model")
+    with pytest.raises(ValueError, match="differs from"):
+        evaluate(EvaluationRequest(model_dir=model, data_dir=world["data"], progress=False))
+    # the same tokenizer retrained from the same text (other bookkeeping bytes) is accepted
+    same = train_tokenizer_dir(tmp_path / "same_tokenizer", docs=world["docs"])
+    shutil.copy(same / "tokenizer.model", model / "tokenizer.model")
+    assert evaluate(EvaluationRequest(model_dir=model, data_dir=world["data"], max_blocks=1, progress=False))["blocks"] == 1
