@@ -33,31 +33,13 @@ import math
 import statistics
 from pathlib import Path
 
+from pipeline.gpus import GPUS
+
 GIB = 2**30
 RUNTIME_OVERHEAD_BYTES = int(1.5 * GIB)
 DEFAULT_MFU = 0.30
 LAYER_BYTES_OUTSIDE_ATTENTION = 62  # × s·b·h; transformers GPT-2, bf16, dropout on (measured, see above)
 SDPA_BYTES_PER_LAYER = 4  # × s·b·h
-
-
-@dataclasses.dataclass(frozen=True)
-class GpuSpec:
-    name: str
-    bf16_tflops: float  # dense tensor-core peak, bf16 with fp32 accumulation
-    fp32_tflops: float
-    memory_gib: float  # what torch.cuda reports as total memory
-
-
-GPUS = {
-    "h100": GpuSpec("NVIDIA H100 80GB SXM", 989.0, 67.0, 79.6),
-    "h200": GpuSpec("NVIDIA H200 141GB SXM", 989.0, 67.0, 139.8),
-    "a100": GpuSpec("NVIDIA A100 80GB", 312.0, 19.5, 79.2),
-    "a100-40g": GpuSpec("NVIDIA A100 40GB", 312.0, 19.5, 39.4),
-    "l40s": GpuSpec("NVIDIA L40S", 362.0, 91.6, 44.4),
-    "a10": GpuSpec("NVIDIA A10", 125.0, 31.2, 22.0),
-    "rtx4090": GpuSpec("NVIDIA GeForce RTX 4090", 165.2, 82.6, 23.6),
-    "rtx3090": GpuSpec("NVIDIA GeForce RTX 3090", 71.0, 35.6, 23.7),
-}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,3 +49,12 @@ def test_a_restart_drops_the_steps_it_redoes(tmp_path):
         logger.close()
         steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert steps == kept + [resume_step + 1]
+
+
+def test_peak_tflops_reads_torch_device_names():
+    from pipeline.gpus import peak_tflops
+
+    assert peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == 989.0
+    assert peak_tflops("NVIDIA A100-SXM4-80GB", "fp32") == 19.5
+    assert peak_tflops("NVIDIA A10", "bf16") == 125.0  # not taken for an A100, nor an A100 for it
+    assert peak_tflops("Tesla T4", "bf16") is None  # unknown: MFU is left out, not guessed

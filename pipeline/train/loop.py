@@ -31,7 +31,9 @@ from . import checkpoint, distributed
 from .config import SPECIAL_IDS, ModelConfig, TrainConfig, build_hf_config, load_configs, resolve_path
 from .data import ResumableSampler, batch_tensor
 from .evaluate import PAD_ID, evaluate_blocks
-from .metrics import MetricsLogger, flops_per_token, matmul_params, peak_tflops
+from pipeline.gpus import peak_tflops
+
+from .metrics import MetricsLogger, flops_per_token, matmul_params
 from .signals import EXIT_PREEMPTED, StopFlag
 
 # The trainer sets these from the train config; a DeepSpeed JSON that also sets them would be

@@ -14,15 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-# Dense peak throughput (TFLOP/s) per device for the MFU denominator, by training precision.
-KNOWN_PEAK_TFLOPS = {
-    ("H100", "bf16"): 989.0,
-    ("H200", "bf16"): 989.0,
-    ("A100", "bf16"): 312.0,
-    ("H100", "fp32"): 67.0,
-    ("H200", "fp32"): 67.0,
-    ("A100", "fp32"): 19.5,
-}
 
 
 def flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
@@ -47,13 +38,6 @@ def matmul_params(model) -> int:
         # ZeRO-3 replaces params by empty placeholders; ds_numel holds the real size.
         total += int(getattr(param, "ds_numel", param.numel()))
     return total
-
-
-def peak_tflops(device_name: str, precision: str) -> float | None:
-    for (marker, prec), value in KNOWN_PEAK_TFLOPS.items():
-        if marker in device_name and prec == precision:
-            return value
-    return None
 
 
 def _format(value: Any) -> str:
