@@ -24,6 +24,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pipeline.atomic import write_atomically  # noqa: E402
+from pipeline.train.metrics import read_metrics  # noqa: E402
 
 Series = dict[str, list]
 PNG_METADATA = {"Software": None}  # no version string: same input, same bytes across upgrades
@@ -128,17 +129,7 @@ def read_run_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found — is {run_dir} a training run directory?")
-    by_kind: dict[str, dict[int, dict]] = {"train": {}, "eval": {}}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise ValueError(f"{path}:{number}: not a JSON line") from None
-        if record.get("kind") in by_kind and "step" in record:
-            by_kind[record["kind"]][int(record["step"])] = record
-    return ([by_kind["train"][s] for s in sorted(by_kind["train"])], [by_kind["eval"][s] for s in sorted(by_kind["eval"])])
+    return read_metrics(path, "train"), read_metrics(path, "eval")
 
 
 def _series(records: list[dict], key: str) -> Series:

@@ -138,8 +138,9 @@ def checkpoint_disk_bytes(shape: ModelShape, precision: str = "bf16") -> int:
 
 def measured_tokens_per_s(metrics_path: Path, last: int = 50) -> float:
     """Median global tokens/s of the last `last` train records (skipping the first, warm-up one)."""
-    records = [json.loads(line) for line in Path(metrics_path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    speeds = [r["tokens_per_s"] for r in records if r.get("kind") == "train" and r.get("tokens_per_s")]
+    from pipeline.train.metrics import read_metrics
+
+    speeds = [r["tokens_per_s"] for r in read_metrics(metrics_path, "train") if r.get("tokens_per_s")]
     if len(speeds) > 1:
         speeds = speeds[1:]
     if not speeds:

@@ -111,12 +111,28 @@ class MetricsLogger:
             self._tb = None
 
 
-def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
+def read_metrics(run: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """Records of RUN/metrics.jsonl (`run`: the run directory or the file), in step order.
+
+    A step logged twice (by a start that was interrupted, then redone) keeps its last record.
+    A missing file is an empty run; a broken line is an error naming file and line."""
+    path = Path(run)
+    if path.is_dir() or not path.suffix:
+        path = path / "metrics.jsonl"
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in records if kind is None or r.get("kind") == kind]
+    latest: dict[tuple[str, int], tuple[int, dict[str, Any]]] = {}  # (kind, step) → (line, record)
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise ValueError(f"{path}:{number}: not a JSON line") from None
+        if (kind is None or record.get("kind") == kind) and "step" in record:
+            latest[(record.get("kind", "train"), int(record["step"]))] = (number, record)
+    # by step; within a step in the order they were logged (train before its eval)
+    return [record for _, (_, record) in sorted(latest.items(), key=lambda item: (item[0][1], item[1][0]))]
 
 
 def truncate_after(run_dir: str | Path, step: int) -> int:
