@@ -94,7 +94,7 @@ def bare_loop(args) -> None:
 
     from pipeline.configfile import from_dict
     from pipeline.train import distributed
-    from pipeline.train.config import ModelConfig, TrainConfig
+    from pipeline.train.config import ModelConfig, TrainConfig, build_hf_config
     from pipeline.train.loop import deepspeed_config
     from pipeline.train.model import build_model
     from pipeline.train.optim import WarmupCosineSchedule, param_groups
@@ -102,7 +102,7 @@ def bare_loop(args) -> None:
     dist = distributed.detect()
     device = distributed.init(dist)
     cfg = from_dict(TrainConfig, {"max_steps": args.steps, "micro_batch_size": MICRO})
-    model = build_model(from_dict(ModelConfig, MODEL), VOCAB, BLOCK, seed=0)
+    model = build_model(build_hf_config(from_dict(ModelConfig, MODEL), VOCAB, BLOCK), False, seed=0)
     engine, *_ = deepspeed.initialize(
         model=model, model_parameters=param_groups(model, 0.1),
         config=deepspeed_config(REPO / "configs/deepspeed/zero2.json", cfg, "fp32"),

@@ -218,7 +218,7 @@ def train(args, dist, device, train_cfg: TrainConfig, model_cfg: ModelConfig, ma
             for warning in warnings:
                 print(f"[train] warning: {warning}", flush=True)
 
-    model = build_model(model_cfg, manifest.vocab_size, block_size, train_cfg.seed)
+    model = build_model(hf_config, model_cfg.activation_checkpointing, train_cfg.seed)
     n_matmul = matmul_params(model)
     groups = param_groups(model, train_cfg.weight_decay)
     engine, _, _, scheduler = deepspeed.initialize(
