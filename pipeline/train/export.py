@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.train.checkpoint import read_latest
 from tokenizer.config import SPECIAL_IDS  # fixed for the whole project: <unk>=0, <s>=1, </s>=2 (EOS), <pad>=3
 
 EXPORT_INFO = "export_info.json"
@@ -33,10 +34,10 @@ class ExportError(RuntimeError):
 def resolve_tag(checkpoint_root: Path, tag: str | None) -> str:
     """`tag` if given, else the one DeepSpeed's `latest` file names."""
     if tag is None:
-        latest = checkpoint_root / "latest"
-        if not latest.is_file():
-            raise ExportError(f"{latest}: not found — no complete checkpoint in {checkpoint_root} (or pass --tag)")
-        tag = latest.read_text(encoding="utf-8").strip()
+        tag = read_latest(checkpoint_root)
+        if tag is None:
+            raise ExportError(f"{checkpoint_root / 'latest'}: not found or empty — no complete checkpoint in "
+                              f"{checkpoint_root} (or pass --tag)")
     if not (checkpoint_root / tag).is_dir():
         raise ExportError(f"{checkpoint_root / tag}: checkpoint directory not found")
     return tag
