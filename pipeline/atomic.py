@@ -1,7 +1,9 @@
 """Crash-safe file writes: write under a temporary name, fsync, rename into place.
 
 A reader (or a re-run after `kill -9`) sees either the old file or the complete new one,
-never a torn one. Temporary names carry the pid so two writers never share one.
+never a torn one. The temporary name is fixed (`.NAME.tmp`), not per process: every output
+has exactly one writer (the task that owns it), and the re-run of a killed task writes the
+same name again, so it reclaims the leftover instead of leaving it beside the output forever.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Iterator
 
 
 def temporary_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    return path.with_name(f".{path.name}.tmp")
 
 
 @contextlib.contextmanager

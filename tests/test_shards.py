@@ -46,3 +46,22 @@ def test_reader_views_are_zero_copy(tmp_path):
     blocks = PackedBlocks([path])
     assert not blocks[3].flags.owndata
     assert pa.total_allocated_bytes() == before
+
+
+def test_a_rerun_reclaims_the_temporary_file_of_a_killed_writer(tmp_path):
+    # a writer killed mid-shard leaves its temporary file; the task's re-run writes the same
+    # output again and must leave exactly the output behind (found by the SLURM kill test)
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "train" / "00001-000.arrow"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, os, signal, numpy as np; from pipeline.shards import ShardWriter\n"
+        f"w = ShardWriter({str(path)!r}, 16, np.uint16); w.write_blocks(np.zeros((2048, 16), np.uint16)); w.sink.flush()\n"
+        "os.kill(os.getpid(), signal.SIGKILL)")], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert child.wait() == -signal.SIGKILL
+    assert [p.name for p in path.parent.iterdir()] == [".00001-000.arrow.tmp"]
+    write(path, np.arange(64).reshape(4, 16), np.uint16)
+    assert [p.name for p in path.parent.iterdir()] == ["00001-000.arrow"]
