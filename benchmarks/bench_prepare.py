@@ -12,6 +12,7 @@ On a generated corpus of the given size it measures, side by side in one run:
      and how many files it could not load at all (goal: prepare ≥ 3× faster);
   4. peak RSS per worker process at size S and 2S (goal ≤ 1 GB and flat).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,18 +30,36 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.corpus_gen import generate_corpus, parse_size  # noqa: E402
-from pipeline.documents import read_records  # noqa: E402
+from pipeline.formats.documents import read_records  # noqa: E402
+from pipeline.tools.corpus_gen import generate_corpus, parse_size  # noqa: E402
 
 
 def run_prepare(corpus: Path, output: Path, workers: int, extra: list[str]) -> dict:
     """Run `prepare` as a child process; returns its timings and the peak RSS of any process."""
     timings = output.with_suffix(".timings.json")
-    command = [sys.executable, "-m", "pipeline", "prepare", "--input", f"{corpus}/**/*.csv*", "--output", str(output),
-               "--workers", str(workers), "--quiet", "--timings", str(timings), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "prepare",
+        "--input",
+        f"{corpus}/**/*.csv*",
+        "--output",
+        str(output),
+        "--workers",
+        str(workers),
+        "--quiet",
+        "--timings",
+        str(timings),
+        *extra,
+    ]
     # a fresh wrapper process per run, so its RUSAGE_CHILDREN peak belongs to this run alone
     wrapper = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    peak_kb = int(subprocess.run([sys.executable, "-c", wrapper, *command], cwd=REPO, check=True, capture_output=True, text=True).stdout.split()[-1])
+    peak_kb = int(
+        subprocess.run(
+            [sys.executable, "-c", wrapper, *command], cwd=REPO, check=True, capture_output=True, text=True
+        ).stdout.split()[-1]
+    )
     result = json.loads(timings.read_text())
     result["peak_rss_mb"] = peak_kb / 1024
     return result
@@ -60,14 +79,18 @@ def _encode_file(args) -> int:
 
 def raw_encode(output: Path, workers: int) -> tuple[float, int]:
     """Encode exactly the cleaned documents that prepare packed, same workers, nothing else."""
-    files = sorted(chain((output / "docs" / "train").glob("*.jsonl.zst"), (output / "docs" / "validation").glob("*.jsonl.zst")))
+    files = sorted(
+        chain((output / "docs" / "train").glob("*.jsonl.zst"), (output / "docs" / "validation").glob("*.jsonl.zst"))
+    )
     start = time.monotonic()
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         tokens = sum(pool.map(_encode_file, [(f, output / "tokenizer") for f in files]))
     return time.monotonic() - start, tokens
 
 
-def hf_common_approach(corpus: Path, tokenizer_dir: Path, workers: int, block_size: int, cache: Path, encoder: str = "hf") -> dict:
+def hf_common_approach(
+    corpus: Path, tokenizer_dir: Path, workers: int, block_size: int, cache: Path, encoder: str = "hf"
+) -> dict:
     """The run_clm.py way. Files it cannot parse are found first (untimed) and left out.
 
     encoder="hf": AutoTokenizer on our tokenizer.json (what users of that script run);
@@ -112,8 +135,13 @@ def hf_common_approach(corpus: Path, tokenizer_dir: Path, workers: int, block_si
     tokenized = raw.map(tokenize, batched=True, num_proc=workers, remove_columns=["content"])
     blocks = tokenized.map(group_texts, batched=True, num_proc=workers)
     seconds = time.monotonic() - start
-    return {"seconds": seconds, "files_failed": len(failed), "files_total": len(candidates) + len(list(corpus.rglob("*.csv.zst"))),
-            "blocks": len(blocks), "failed": failed}
+    return {
+        "seconds": seconds,
+        "files_failed": len(failed),
+        "files_total": len(candidates) + len(list(corpus.rglob("*.csv.zst"))),
+        "blocks": len(blocks),
+        "failed": failed,
+    }
 
 
 def main() -> None:
@@ -154,14 +182,20 @@ def main() -> None:
     print(f"{'stage':<10} {'seconds':>8} {'MB/s/worker':>12} {'tokens/s/worker':>16}")
     for name, seconds in timed["stages"].items():
         if seconds > 0:
-            print(f"{name:<10} {seconds:>8.2f} {input_mb / seconds / args.workers:>12.2f} {tokens / seconds / args.workers:>16,.0f}")
+            print(
+                f"{name:<10} {seconds:>8.2f} {input_mb / seconds / args.workers:>12.2f} {tokens / seconds / args.workers:>16,.0f}"
+            )
     prepare_seconds = timed["total"]
     print(f"prepare total {prepare_seconds:.2f}s = {tokens / prepare_seconds / args.workers:,.0f} tokens/s/worker")
     print(f"raw encode    {encode_seconds:.2f}s = {tokens / encode_seconds / args.workers:,.0f} tokens/s/worker")
     print(f"RATIO prepare/encode throughput = {encode_seconds / prepare_seconds:.2f}  (goal ≥ 0.8)")
-    print(f"HF load_dataset+map+group_texts {hf['seconds']:.2f}s, {hf['blocks']:,} blocks, could not load {hf['files_failed']} of {hf['files_total']} files")
+    print(
+        f"HF load_dataset+map+group_texts {hf['seconds']:.2f}s, {hf['blocks']:,} blocks, could not load {hf['files_failed']} of {hf['files_total']} files"
+    )
     print(f"RATIO HF wall / prepare wall = {hf['seconds'] / prepare_seconds:.2f}x  (goal ≥ 3)")
-    print(f"  same with sentencepiece inside .map: {hf_sp['seconds']:.2f}s → {hf_sp['seconds'] / prepare_seconds:.2f}x (the pipeline's gain alone)")
+    print(
+        f"  same with sentencepiece inside .map: {hf_sp['seconds']:.2f}s → {hf_sp['seconds'] / prepare_seconds:.2f}x (the pipeline's gain alone)"
+    )
     print(f"peak RSS (largest process) at S: {timed['peak_rss_mb']:.0f} MB")
     if not args.skip_2s:
         corpus2 = work / "corpus2"

@@ -8,6 +8,7 @@ CJK spaces, ANSI escapes and short/English/repetitive rows), as .csv and as .csv
 times: read only, and read + clean, each on both files. MB (1e6 bytes) are bytes
 of uncompressed CSV processed per second, by wall time and by CPU time of this process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,8 @@ import time
 import zstandard
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from pipeline.clean import CleanConfig, Cleaner  # noqa: E402
-from pipeline.read import FileReport, ReadConfig, read_csv_file  # noqa: E402
+from pipeline.data.cleaner import CleanConfig, Cleaner  # noqa: E402
+from pipeline.formats.csv_corpus import FileReport, ReadConfig, read_csv_file  # noqa: E402
 
 COMMON = (
     "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面"

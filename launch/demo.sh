@@ -43,7 +43,7 @@ echo "-- first run exited with code $code (75 = preempted, checkpoint saved); st
 grep -E "^\[(train\] resuming|eval|train\] finished|export)" "$DEMO_DIR/train-2.log" | tail -8 || true
 
 echo; echo "== 4/6 held-out perplexity of the exported model vs the unigram baseline"
-$PY launch/evaluate.py --model "$RUN/hf" --data "$DATA" --quiet --output "$RUN/eval.json" > /dev/null
+$PY -m pipeline evaluate --model "$RUN/hf" --data "$DATA" --quiet --output "$RUN/eval.json" > /dev/null
 $PY - "$RUN/eval.json" <<'PYEOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -55,13 +55,13 @@ PYEOF
 
 echo; echo "== 5/6 continuations of Chinese prompts (sampling, seed 1)"
 for prompt in "今天" "中国的历史" "科学家发现"; do
-    $PY launch/generate.py --model "$RUN/hf" --prompt "$prompt" --max-new-tokens 40 --top-k 20 --temperature 0.8 --seed 1
+    $PY -m pipeline generate --model "$RUN/hf" --prompt "$prompt" --max-new-tokens 40 --top-k 20 --temperature 0.8 --seed 1
     echo
 done
 
 echo; echo "== 6/6 reports"
 $PY -m pipeline report --output "$DATA"
-$PY launch/report.py "$RUN"
+$PY -m pipeline report --run "$RUN"
 
 cat <<EOF
 
@@ -70,8 +70,8 @@ Done. Everything is in $DEMO_DIR/:
   data/            prepared data: manifest.json, report.json, report.md + report/*.png, tokenizer/, train/, validation/
   run/             the training run: checkpoints/, hf/ (Hugging Face model), metrics.jsonl, tb/, report.md + report/*.png, eval.json
 Next:
-  .venv/bin/python launch/generate.py --model $RUN/hf --interactive      # try prompts
-  .venv/bin/python launch/chat.py --model $RUN/hf --port 8000            # chat page on http://127.0.0.1:8000
+  .venv/bin/python -m pipeline generate --model $RUN/hf --interactive      # try prompts
+  .venv/bin/python -m pipeline chat --model $RUN/hf --port 8000            # chat page on http://127.0.0.1:8000
   .venv/bin/tensorboard --logdir $RUN/tb                                 # curves
   README.md "Your own corpus" — the same steps on your CSV files
 EOF

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the test suite drives for real: headless Chromium (the chat page test) and
-# SLURM + munge (the cluster tests). Installs only what is missing; needs root or sudo.
+# Debian packages the test suite drives for real: headless Chromium (the chat page test),
+# SLURM + munge (the cluster tests) and shellcheck (the lint step). Installs only what is missing; needs root or sudo.
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"   # the daemons live in sbin, often not on a user's PATH
 missing=()
@@ -10,6 +10,7 @@ command -v slurmctld >/dev/null || missing+=(slurmctld)
 command -v slurmd >/dev/null || missing+=(slurmd)
 command -v sbatch >/dev/null || missing+=(slurm-client)
 command -v munged >/dev/null || missing+=(munge)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
 [ ${#missing[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -1,4 +1,5 @@
 """Shared fixtures: a generated messy corpus and its prepared output, made once per session."""
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Small but complete: every damaged-shard kind, duplicates, a vocabulary a 2k-token BPE can cover.
 TEST_CORPUS_BYTES = 1_500_000
-TEST_OVERRIDES = ["tokenizer.vocab_size=2000", "dedup.num_buckets=4", "split.min_validation_documents=40", "pack.block_size=128"]
+TEST_OVERRIDES = [
+    "tokenizer.vocab_size=2000",
+    "dedup.num_buckets=4",
+    "split.min_validation_documents=40",
+    "pack.block_size=128",
+]
 
 
 def run_pipeline(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -24,17 +30,30 @@ def run_pipeline(*args: str, check: bool = True, **kwargs) -> subprocess.Complet
         [sys.executable, "-m", "pipeline", *args], cwd=REPO, capture_output=True, text=True, **kwargs
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"pipeline {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"pipeline {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
 def prepare_args(corpus: Path, output: Path, *extra: str, workers: int = 2) -> list[str]:
-    return ["prepare", "--input", f"{corpus}/**/*.csv*", "--output", str(output), "--workers", str(workers), "--quiet", *TEST_OVERRIDES, *extra]
+    return [
+        "prepare",
+        "--input",
+        f"{corpus}/**/*.csv*",
+        "--output",
+        str(output),
+        "--workers",
+        str(workers),
+        "--quiet",
+        *TEST_OVERRIDES,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
-    from pipeline.corpus_gen import generate_corpus
+    from pipeline.tools.corpus_gen import generate_corpus
 
     path = tmp_path_factory.mktemp("corpus") / "corpus"
     generate_corpus(path, TEST_CORPUS_BYTES, seed=1)

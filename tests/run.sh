@@ -3,8 +3,9 @@
 # Extra arguments go to pytest, e.g. `bash tests/run.sh -k dedup -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="test,opencc" bash launch/install.sh   # opencc: the Traditional→Simplified tests
-bash launch/install_system.sh   # chromium, slurm, munge: real programs the tests drive
+EXTRAS="test,lint,opencc" bash launch/install.sh   # opencc: the Traditional→Simplified tests
+bash launch/install_system.sh   # chromium, slurm, munge, shellcheck: real programs the tests drive
+bash tests/lint.sh              # fail fast: ruff, import contracts, shellcheck
 # CI=1: a test whose program is missing fails instead of skipping (this script installed them all)
 export CI=${CI:-1} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 exec .venv/bin/python -m pytest "$@"

@@ -7,16 +7,17 @@ Typical use (the pipeline's tokenizer stage, then packing):
     tok = SentencePieceTokenizer.load(OUT / "tokenizer")
     ids = tok.encode_batch(texts)                                    # no BOS/EOS added
 """
-from .config import SPECIAL_IDS, SPECIAL_TOKENS, TokenizerConfig
-from .load import (
+
+from tokenizer.load import (
     SentencePieceTokenizer,
     TokenizerDirError,
     tokenizer_fingerprint,
     tokenizer_info,
     validate_tokenizer_dir,
 )
-from .sample import write_training_sample
-from .train import TokenizerTrainingError, install_pretrained_tokenizer, train_tokenizer
+from tokenizer.sample import write_training_sample
+from tokenizer.tokenizer_config import SPECIAL_IDS, SPECIAL_TOKENS, TokenizerConfig
+from tokenizer.train import TokenizerTrainingError, install_pretrained_tokenizer, train_tokenizer
 
 __all__ = [
     "SPECIAL_IDS",

@@ -15,6 +15,7 @@ The mapping (our models use identity normalization, no dummy prefix, no whitespa
 - special tokens are never matched in text (`split_special_tokens`), as in sentencepiece, where
   the text "</s>" is three ordinary pieces and only the packer appends the real EOS id.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,7 @@ from pathlib import Path
 from sentencepiece import sentencepiece_model_pb2
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
 
-from .config import SPECIAL_IDS, SPECIAL_TOKENS
+from tokenizer.tokenizer_config import SPECIAL_IDS, SPECIAL_TOKENS
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6  # ModelProto.SentencePiece.Type
 BPE_MODEL, UNIGRAM_MODEL = 2, 1  # TrainerSpec.ModelType
@@ -82,9 +83,7 @@ def build_fast_tokenizer(proto: sentencepiece_model_pb2.ModelProto) -> Tokenizer
             byte_fallback=byte_fallback,
         )
     else:
-        scored = [
-            (piece.piece, piece.score if piece.type == NORMAL else _UNMATCHABLE_SCORE) for piece in proto.pieces
-        ]
+        scored = [(piece.piece, piece.score if piece.type == NORMAL else _UNMATCHABLE_SCORE) for piece in proto.pieces]
         model = models.Unigram(scored, unk_id=proto.trainer_spec.unk_id, byte_fallback=byte_fallback)
     tokenizer = Tokenizer(model)
     tokenizer.normalizer = normalizers.Replace(" ", "▁")
@@ -135,7 +134,10 @@ def write_hf_files(directory: Path) -> None:
         if index >= len(proto.pieces) or proto.pieces[index].piece != token:
             raise ValueError(f"{directory / 'tokenizer.model'}: id {index} must be {token}")
     build_fast_tokenizer(proto).save(str(directory / "tokenizer.json"))
-    for name, data in (("tokenizer_config.json", tokenizer_config_json()), ("special_tokens_map.json", special_tokens_map())):
+    for name, data in (
+        ("tokenizer_config.json", tokenizer_config_json()),
+        ("special_tokens_map.json", special_tokens_map()),
+    ):
         (directory / name).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

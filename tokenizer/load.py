@@ -1,5 +1,6 @@
 """Using a tokenizer directory: the fast sentencepiece encoder for packing, its fingerprint,
 and the checks that a directory (trained here or given as `pretrained`) is usable."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,8 +10,8 @@ from pathlib import Path
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
-from .config import SPECIAL_IDS, SPECIAL_TOKENS
-from .hf import BPE_MODEL, check_supported, load_hf_tokenizer, read_model_proto, read_model_proto_bytes
+from tokenizer.hf import BPE_MODEL, check_supported, load_hf_tokenizer, read_model_proto, read_model_proto_bytes
+from tokenizer.tokenizer_config import SPECIAL_IDS, SPECIAL_TOKENS
 
 MODEL_FILE = "tokenizer.model"
 HF_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -50,7 +51,7 @@ class SentencePieceTokenizer:
         self.model_type = read_model_proto_bytes(processor.serialized_model_proto()).trainer_spec.model_type
 
     @classmethod
-    def load(cls, directory: Path, num_threads: int = 1) -> "SentencePieceTokenizer":
+    def load(cls, directory: Path, num_threads: int = 1) -> SentencePieceTokenizer:
         """num_threads: threads per encode_batch call (packing runs one process per worker)."""
         path = Path(directory) / MODEL_FILE
         if not path.is_file():
@@ -104,7 +105,16 @@ def _canonical_model(proto: sentencepiece_model_pb2.ModelProto) -> bytes:
     kept.normalizer_spec.CopyFrom(proto.normalizer_spec)
     kept.denormalizer_spec.CopyFrom(proto.denormalizer_spec)
     spec = proto.trainer_spec
-    for field in ("model_type", "byte_fallback", "treat_whitespace_as_suffix", "unk_id", "bos_id", "eos_id", "pad_id", "unk_surface"):
+    for field in (
+        "model_type",
+        "byte_fallback",
+        "treat_whitespace_as_suffix",
+        "unk_id",
+        "bos_id",
+        "eos_id",
+        "pad_id",
+        "unk_surface",
+    ):
         setattr(kept.trainer_spec, field, getattr(spec, field))
     return kept.SerializeToString(deterministic=True)
 
@@ -145,7 +155,9 @@ def validate_tokenizer_dir(directory: Path, extra_texts: tuple[str, ...] = ()) -
         raise TokenizerDirError(f"{directory}: tokenizer directory not found")
     for name in (MODEL_FILE, *HF_FILES):
         if not (directory / name).is_file():
-            raise TokenizerDirError(f"{directory / name}: missing (a tokenizer directory needs {MODEL_FILE}, {', '.join(HF_FILES)})")
+            raise TokenizerDirError(
+                f"{directory / name}: missing (a tokenizer directory needs {MODEL_FILE}, {', '.join(HF_FILES)})"
+            )
     for name in HF_FILES:
         try:
             json.loads((directory / name).read_text(encoding="utf-8"))

@@ -7,18 +7,18 @@ the run of distinct sentences with the smallest hashes that fits both caps (bott
 The heap holding it never grows past the caps, and the result depends only on the multiset of
 sentences — not on how the documents are spread over files or in which order they come.
 """
+
 from __future__ import annotations
 
 import hashlib
 import heapq
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
-from pipeline.atomic import write_atomically
-from pipeline.documents import read_documents
-
-from .config import TokenizerConfig
+from pipeline.core.atomic import write_atomically
+from pipeline.formats.documents import read_documents
+from tokenizer.tokenizer_config import TokenizerConfig
 
 # A sentence ends after a run of Chinese full stop/exclamation/question marks (with any closing
 # quotes or brackets that follow) or at a line break. Line breaks never reach the sample file,

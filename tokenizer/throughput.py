@@ -5,17 +5,17 @@
 Encodes the documents' text with SentencePieceTokenizer.encode_batch (one thread, like one
 packing worker) and prints tokens/s, MB/s (UTF-8 bytes) and characters per token as JSON.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from pipeline.documents import read_documents
-
-from .load import SentencePieceTokenizer
+from pipeline.formats.documents import read_documents
+from tokenizer.load import SentencePieceTokenizer
 
 
 def read_texts(doc_files: Sequence[Path], limit_bytes: int) -> list[str]:
@@ -29,7 +29,9 @@ def read_texts(doc_files: Sequence[Path], limit_bytes: int) -> list[str]:
     return texts
 
 
-def measure_encode_throughput(tokenizer_dir: Path, texts: list[str], batch_size: int = 256, num_threads: int = 1) -> dict:
+def measure_encode_throughput(
+    tokenizer_dir: Path, texts: list[str], batch_size: int = 256, num_threads: int = 1
+) -> dict:
     tokenizer = SentencePieceTokenizer.load(tokenizer_dir, num_threads=num_threads)
     tokens = 0
     start = time.perf_counter()

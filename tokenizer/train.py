@@ -6,6 +6,7 @@ AutoTokenizer, same ids) and training.json (config, sample counts, fingerprint).
 under a temporary name, validated, then renamed into place: a killed run leaves no
 half-written tokenizer under the final name.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,12 +17,10 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from pipeline.configfile import to_dict
-
-from .config import SPECIAL_IDS, SPECIAL_TOKENS, TokenizerConfig
-from .hf import read_model_proto, write_hf_files
-from .load import MODEL_FILE, TokenizerDirError, tokenizer_info, validate_tokenizer_dir
-
+from pipeline.core.typed_config import to_dict
+from tokenizer.hf import read_model_proto, write_hf_files
+from tokenizer.load import MODEL_FILE, TokenizerDirError, tokenizer_info, validate_tokenizer_dir
+from tokenizer.tokenizer_config import SPECIAL_IDS, SPECIAL_TOKENS, TokenizerConfig
 
 # Characters that always get a piece of their own, whatever the sample:
 # - "▁" (sentencepiece's escaped space): without it a sample with no spaces gives a model that

@@ -2,12 +2,13 @@
 
 Run once before submitting stages as SLURM array jobs; `prepare` does it by itself.
 """
+
 from __future__ import annotations
 
 import argparse
 
-from ..stages import STAGES
-from .common import add_plan_arguments, plan_from_arguments
+from pipeline.commands.common import add_plan_arguments, plan_from_arguments
+from pipeline.data.stages import STAGES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

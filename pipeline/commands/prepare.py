@@ -2,20 +2,20 @@
 
 Re-running the same command resumes: finished tasks are skipped (see executor.py).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 import time
 
-from ..atomic import write_json_atomically
-from ..executor import run_stage_locally
-from ..stages import STAGES
-from ..stages.clean import require_rows
-from ..summary import format_summary
-from .common import add_plan_arguments, plan_from_arguments
+from pipeline.commands.common import add_plan_arguments, plan_from_arguments
+from pipeline.core.atomic import write_json_atomically
+from pipeline.data.executor import run_stage_locally
+from pipeline.data.stages import STAGES
+from pipeline.data.stages.clean import require_rows
+from pipeline.data.summary import format_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     start = time.monotonic()
     plan = plan_from_arguments(args)
-    print(f"prepare: {len(plan.inputs)} input files ({sum(f.size for f in plan.inputs) / 1e6:.1f} MB) → {plan.output}, "
-          f"{plan.num_tasks} tasks, {args.workers} workers")
+    print(
+        f"prepare: {len(plan.inputs)} input files ({sum(f.size for f in plan.inputs) / 1e6:.1f} MB) → {plan.output}, "
+        f"{plan.num_tasks} tasks, {args.workers} workers"
+    )
     seconds = {}
     for stage in STAGES:
         if stage.count_tasks(plan) == 0:
@@ -38,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
         if stage.name == "clean":
             require_rows(plan)  # fail before dedup if every input file was unreadable
     if args.timings:
-        write_json_atomically(args.timings, {"stages": seconds, "total": time.monotonic() - start, "workers": args.workers})
+        write_json_atomically(
+            args.timings, {"stages": seconds, "total": time.monotonic() - start, "workers": args.workers}
+        )
     report = json.loads((plan.output / "report.json").read_text(encoding="utf-8"))
     print(format_summary(report, plan.output, seconds, time.monotonic() - start))
     return 0

@@ -1,11 +1,12 @@
 """`python -m pipeline status --output OUT`: done/pending tasks of every stage."""
+
 from __future__ import annotations
 
 import argparse
 
-from ..executor import pending_tasks
-from ..plan import Plan
-from ..stages import STAGES
+from pipeline.data.executor import pending_tasks
+from pipeline.data.prepare_plan import Plan
+from pipeline.data.stages import STAGES
 
 
 def ranges(ids: list[int]) -> str:

@@ -3,15 +3,16 @@
 For SLURM array jobs: `--task-id` defaults to $SLURM_ARRAY_TASK_ID. A finished task (its
 marker exists) is skipped, so re-running a failed or killed array is always safe.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 
-from ..executor import run_one_task
-from ..plan import Plan
-from ..stages import STAGE_NAMES, get_stage
+from pipeline.data.executor import run_one_task
+from pipeline.data.prepare_plan import Plan
+from pipeline.data.stages import STAGE_NAMES, get_stage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

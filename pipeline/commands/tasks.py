@@ -1,11 +1,12 @@
 """`python -m pipeline tasks [STAGE] --output OUT`: the number of tasks of STAGE (for --array);
 without STAGE, one `STAGE COUNT` line per stage, in execution order (for submit scripts)."""
+
 from __future__ import annotations
 
 import argparse
 
-from ..plan import Plan
-from ..stages import STAGE_NAMES, STAGES, get_stage
+from pipeline.data.prepare_plan import Plan
+from pipeline.data.stages import STAGE_NAMES, STAGES, get_stage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

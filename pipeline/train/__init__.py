@@ -1,1 +1,1 @@
-"""Pretraining with DeepSpeed: data loading, model, loop, checkpoints, evaluation, export."""
+"""Pretraining with DeepSpeed: sampler, trainer, checkpoints, metrics, optimizer, signals, export."""

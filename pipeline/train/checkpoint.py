@@ -14,6 +14,7 @@ directory (`discard_incomplete`) and resumes from `latest`.
 DeepSpeed does not save the torch RNG; without it dropout differs after a resume, so each
 rank saves python/numpy/torch(/cuda) RNG states in its own file.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.atomic import write_atomically, write_json_atomically
+from pipeline.core.atomic import write_atomically, write_json_atomically
 
 TAG_PATTERN = re.compile(r"^step_(\d{8,})$")
 STATE_FILE = "trainer_state.json"
@@ -136,8 +137,9 @@ def load(engine, ckpt_dir: Path, tag: str, rank: int) -> dict:
     rng_file = tag_dir / f"rng_rank{rank}.pt"
     if not rng_file.is_file():
         raise CheckpointError(f"{tag_dir}: no RNG state for rank {rank} ({rng_file.name} missing)")
-    path, client = engine.load_checkpoint(str(ckpt_dir), tag=tag, load_optimizer_states=True,
-                                          load_lr_scheduler_states=True)
+    path, client = engine.load_checkpoint(
+        str(ckpt_dir), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
+    )
     if path is None:
         raise CheckpointError(f"{tag_dir}: DeepSpeed could not load this checkpoint")
     set_rng_state(torch.load(rng_file, weights_only=False))

@@ -4,6 +4,7 @@ deepspeed and torchrun set RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR / MASTER
 also passes `--local_rank`). Under `srun` only SLURM_* variables exist; they are translated to
 the torch names here (MASTER_ADDR: first host of the job step, MASTER_PORT from the job id).
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -11,6 +11,7 @@ are the bf16 weights the engine computed with, stored as fp32).
 The output is written under a temporary name and renamed into place, so a killed export
 never leaves a half-written model where a user (or `from_pretrained`) would find it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from pipeline.train.checkpoint import read_latest
-from tokenizer.config import SPECIAL_IDS  # fixed for the whole project: <unk>=0, <s>=1, </s>=2 (EOS), <pad>=3
+from tokenizer.tokenizer_config import SPECIAL_IDS  # fixed for the whole project: <unk>=0, <s>=1, </s>=2 (EOS), <pad>=3
 
 EXPORT_INFO = "export_info.json"
 
@@ -36,8 +37,10 @@ def resolve_tag(checkpoint_root: Path, tag: str | None) -> str:
     if tag is None:
         tag = read_latest(checkpoint_root)
         if tag is None:
-            raise ExportError(f"{checkpoint_root / 'latest'}: not found or empty — no complete checkpoint in "
-                              f"{checkpoint_root} (or pass --tag)")
+            raise ExportError(
+                f"{checkpoint_root / 'latest'}: not found or empty — no complete checkpoint in "
+                f"{checkpoint_root} (or pass --tag)"
+            )
     if not (checkpoint_root / tag).is_dir():
         raise ExportError(f"{checkpoint_root / tag}: checkpoint directory not found")
     return tag
@@ -65,7 +68,9 @@ def consolidated_state_dict(checkpoint_root: Path, tag: str) -> dict[str, torch.
     tag_dir = checkpoint_root / tag
     if zero_stage_of(tag_dir) == 0:
         states = torch.load(_model_states_file(tag_dir), map_location="cpu", weights_only=False)
-        return {name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in states["module"].items()}
+        return {
+            name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in states["module"].items()
+        }
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
     with contextlib.redirect_stdout(None):  # it prints a line per shard; rank-0 logs stay readable
@@ -75,12 +80,16 @@ def consolidated_state_dict(checkpoint_root: Path, tag: str) -> dict[str, torch.
 def load_into_model(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Strict load, except that a tied output embedding may be absent from `state`."""
     tied = set()
-    for key in list(getattr(model, "all_tied_weights_keys", {}) or {}) + list(getattr(model, "_tied_weights_keys", None) or []):
+    for key in list(getattr(model, "all_tied_weights_keys", {}) or {}) + list(
+        getattr(model, "_tied_weights_keys", None) or []
+    ):
         tied.add(key)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [name for name in missing if name not in tied]
     if missing or unexpected:
-        raise ExportError(f"{source}: checkpoint does not match the model config: missing {missing[:8]}, unexpected {list(unexpected)[:8]}")
+        raise ExportError(
+            f"{source}: checkpoint does not match the model config: missing {missing[:8]}, unexpected {list(unexpected)[:8]}"
+        )
     model.tie_weights()
 
 
@@ -117,7 +126,9 @@ def export_hf(run_dir: Path, tag: str | None = None, out_dir: Path | None = None
     run_dir, tag_in_path = split_checkpoint_path(run_dir)
     if tag_in_path is not None:
         if tag is not None and tag != tag_in_path:
-            raise ExportError(f"--tag {tag} contradicts the checkpoint directory {run_dir / 'checkpoints' / tag_in_path}")
+            raise ExportError(
+                f"--tag {tag} contradicts the checkpoint directory {run_dir / 'checkpoints' / tag_in_path}"
+            )
         tag = tag_in_path
     checkpoint_root = run_dir / "checkpoints"
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "hf"
@@ -137,7 +148,9 @@ def export_hf(run_dir: Path, tag: str | None = None, out_dir: Path | None = None
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         model.save_pretrained(tmp, safe_serialization=True)
-        GenerationConfig(bos_token_id=SPECIAL_IDS["bos"], eos_token_id=SPECIAL_IDS["eos"], pad_token_id=SPECIAL_IDS["pad"]).save_pretrained(tmp)
+        GenerationConfig(
+            bos_token_id=SPECIAL_IDS["bos"], eos_token_id=SPECIAL_IDS["eos"], pad_token_id=SPECIAL_IDS["pad"]
+        ).save_pretrained(tmp)
         copy_tokenizer(run_dir / "tokenizer", tmp)
         info = {"run_dir": str(run_dir.resolve()), "tag": tag, "parameters": sum(p.numel() for p in model.parameters())}
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

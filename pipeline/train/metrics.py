@@ -6,6 +6,7 @@ Record names are a contract (reports and plots read them):
   eval:  kind step tokens val_loss val_ppl val_acc val_tokens
 Only rank 0 writes (`enabled=False` elsewhere makes every call a no-op).
 """
+
 from __future__ import annotations
 
 import json
@@ -13,31 +14,6 @@ import math
 import time
 from pathlib import Path
 from typing import Any
-
-
-
-def flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
-    """Training FLOPs per token: 6N for the matmuls (forward 2N, backward 4N) plus 12·L·d·T for
-    attention scores and values (PaLM, appendix B; with H·Q = d).
-
-    N is `matmul_params(model)`: every parameter that takes part in a matmul per token, i.e. all
-    parameters except position embeddings (a table lookup). The tied token embedding counts once,
-    because it is the output projection (a V×d matmul per token); its input lookup is free.
-    """
-    return 6.0 * n_params + 12.0 * n_layers * d_model * seq_len
-
-
-def matmul_params(model) -> int:
-    """Parameters that cost FLOPs per token (see flops_per_token); tied weights counted once."""
-    seen: set[int] = set()
-    total = 0
-    for name, param in model.named_parameters():
-        if id(param) in seen or "wpe" in name.split(".") or "position_embeddings" in name:
-            continue
-        seen.add(id(param))
-        # ZeRO-3 replaces params by empty placeholders; ds_numel holds the real size.
-        total += int(getattr(param, "ds_numel", param.numel()))
-    return total
 
 
 def _format(value: Any) -> str:
@@ -56,8 +32,14 @@ class MetricsLogger:
         "eval": ("step", "val_loss", "val_ppl", "val_acc", "val_tokens"),
     }
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True, echo: bool = True,
-                 resume_step: int = 0):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        enabled: bool = True,
+        tensorboard: bool = True,
+        echo: bool = True,
+        resume_step: int = 0,
+    ):
         """`resume_step`: the step this start continues from (0: a fresh start). Records an
         interrupted earlier start logged after it are dropped, since those steps are redone —
         also when that start died before its first checkpoint."""
@@ -111,33 +93,9 @@ class MetricsLogger:
             self._tb = None
 
 
-def read_metrics(run: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
-    """Records of RUN/metrics.jsonl (`run`: the run directory or the file), in step order.
-
-    A step logged twice (by a start that was interrupted, then redone) keeps its last record.
-    A missing file is an empty run; a broken line is an error naming file and line."""
-    path = Path(run)
-    if path.is_dir() or not path.suffix:
-        path = path / "metrics.jsonl"
-    if not path.exists():
-        return []
-    latest: dict[tuple[str, int], tuple[int, dict[str, Any]]] = {}  # (kind, step) → (line, record)
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise ValueError(f"{path}:{number}: not a JSON line") from None
-        if (kind is None or record.get("kind") == kind) and "step" in record:
-            latest[(record.get("kind", "train"), int(record["step"]))] = (number, record)
-    # by step; within a step in the order they were logged (train before its eval)
-    return [record for _, (_, record) in sorted(latest.items(), key=lambda item: (item[0][1], item[1][0]))]
-
-
 def truncate_after(run_dir: str | Path, step: int) -> int:
     """Remove records with step > `step` from RUN/metrics.jsonl (atomically); returns how many."""
-    from pipeline.atomic import write_atomically
+    from pipeline.core.atomic import write_atomically
 
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():

@@ -6,6 +6,7 @@ those shrinks scales and rare-token vectors without regularising anything useful
 Megatron and nanoGPT's practice, except that nanoGPT decays embeddings too). The tied output
 projection is the token embedding, so it is not decayed either.
 """
+
 from __future__ import annotations
 
 import math
@@ -69,8 +70,13 @@ class WarmupCosineSchedule:
         return [group["lr"] for group in self.optimizer.param_groups]
 
     def state_dict(self) -> dict:
-        return {"last_step": self.last_step, "lr": self.lr, "min_lr": self.min_lr,
-                "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
+        return {
+            "last_step": self.last_step,
+            "lr": self.lr,
+            "min_lr": self.min_lr,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         # The schedule's shape comes from the (possibly changed) config; only the position resumes.

@@ -5,6 +5,7 @@ mid-save). Further signals while a save runs just set the flag again, so they ar
 At each step boundary the loop all-reduces the flag (MAX), so every rank stops at the same
 step even when the scheduler signalled only some of them.
 """
+
 from __future__ import annotations
 
 import signal
@@ -17,7 +18,7 @@ class StopFlag:
     def __init__(self) -> None:
         self.signum: int | None = None
 
-    def install(self) -> "StopFlag":
+    def install(self) -> StopFlag:
         for sig in STOP_SIGNALS:
             signal.signal(sig, self._handle)
         return self

@@ -1,8 +1,9 @@
 """Train a tiny GPT-2 with a real DeepSpeed engine for a few steps, save a checkpoint and
-the engine's logits on a fixed batch. Launched by tests/test_export.py under torchrun.
+the engine's logits on a fixed batch. Launched by tests/train/test_export.py under torchrun.
 
     torchrun --nproc_per_node 2 tests/helpers/ds_export_run.py RUN TOKENIZER_DIR ZERO_STAGE
 """
+
 from __future__ import annotations
 
 import shutil

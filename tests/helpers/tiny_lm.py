@@ -1,6 +1,7 @@
 """Real, tiny building blocks for the results tests: a sentencepiece tokenizer trained on a
 generated corpus (identity normalization, byte fallback, <unk>=0 <s>=1 </s>=2 <pad>=3) and
 a GPT-2 small enough to train in a second on the CPU."""
+
 from __future__ import annotations
 
 import random
@@ -23,7 +24,7 @@ def tiny_corpus(num_docs: int = 1500, seed: int = 0) -> list[str]:
 
 def train_tokenizer_dir(directory: Path, vocab_size: int = 600, docs: list[str] | None = None) -> Path:
     """The project's own tokenizer training (tokenizer.train) on `docs`: an HF tokenizer dir."""
-    from tokenizer.config import TokenizerConfig
+    from tokenizer.tokenizer_config import TokenizerConfig
     from tokenizer.train import train_tokenizer
 
     directory = Path(directory)
@@ -40,8 +41,15 @@ def tiny_gpt2(vocab_size: int = 600, positions: int = 64, seed: int = 0, layers:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
-        vocab_size=vocab_size, n_positions=positions, n_embd=width, n_layer=layers, n_head=2,
-        bos_token_id=1, eos_token_id=2, pad_token_id=3, tie_word_embeddings=True,
+        vocab_size=vocab_size,
+        n_positions=positions,
+        n_embd=width,
+        n_layer=layers,
+        n_head=2,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+        tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
     return GPT2LMHeadModel(config)
@@ -84,15 +92,17 @@ def make_model_dir(directory: Path, tokenizer_dir: Path, docs: list[str], steps:
     return Path(directory)
 
 
-def make_data_dir(directory: Path, tokenizer_dir: Path, train_docs: list[str], validation_docs: list[str], block_size: int = 32) -> Path:
+def make_data_dir(
+    directory: Path, tokenizer_dir: Path, train_docs: list[str], validation_docs: list[str], block_size: int = 32
+) -> Path:
     """A prepared data directory as `python -m pipeline prepare` leaves it: manifest, tokenizer, shards."""
     import hashlib
     import shutil
 
     import numpy as np
 
-    from pipeline.manifest import write_manifest
-    from pipeline.shards import ShardWriter
+    from pipeline.formats.manifest import write_manifest
+    from pipeline.formats.packed_shards import ShardWriter
 
     directory = Path(directory)
     shutil.copytree(tokenizer_dir, directory / "tokenizer")
@@ -103,13 +113,23 @@ def make_data_dir(directory: Path, tokenizer_dir: Path, train_docs: list[str], v
         path = directory / split / "part-00000.arrow"
         with ShardWriter(path, block_size, np.uint16) as writer:
             writer.write_blocks(blocks)
-        entry = {"path": f"{split}/part-00000.arrow", "blocks": len(blocks), "tokens": blocks.size,
-                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        entry = {
+            "path": f"{split}/part-00000.arrow",
+            "blocks": len(blocks),
+            "tokens": blocks.size,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        }
         splits[split] = {"shards": [entry]}
     tokenizer_hash = hashlib.sha256((Path(tokenizer_dir) / "tokenizer.model").read_bytes()).hexdigest()
-    write_manifest(directory, {
-        "block_size": block_size, "dtype": "uint16", "vocab_size": 600,
-        "special_ids": {"unk": 0, "bos": 1, "eos": 2, "pad": 3},
-        "tokenizer": {"path": "tokenizer", "fingerprint": tokenizer_hash}, "splits": splits,
-    })
+    write_manifest(
+        directory,
+        {
+            "block_size": block_size,
+            "dtype": "uint16",
+            "vocab_size": 600,
+            "special_ids": {"unk": 0, "bos": 1, "eos": 2, "pad": 3},
+            "tokenizer": {"path": "tokenizer", "fingerprint": tokenizer_hash},
+            "splits": splits,
+        },
+    )
     return directory

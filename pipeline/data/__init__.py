@@ -1,0 +1,1 @@
+"""Data preparation: CSV shards → clean, deduplicated, split, tokenized and packed Arrow blocks."""

@@ -1,0 +1,238 @@
+"""OUT/plan.json: the frozen description of one preparation run.
+
+`init` globs the inputs once, records each file's size and mtime, the full config and the
+task counts, and assigns input files to tasks. Every task (local or a SLURM array task on
+another node) reads this file instead of globbing again, so all tasks agree on the inputs.
+The fingerprint over inputs + config + task counts guards the output directory: re-running
+with anything different is refused (or `--force` starts over).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.core.atomic import write_json_atomically
+from pipeline.core.fingerprint import fingerprint
+from pipeline.core.typed_config import from_dict, to_dict
+from pipeline.data.prepare_config import PrepareConfig
+
+SUPPORTED_SUFFIXES = (".csv", ".csv.zst")
+TARGET_TASK_BYTES = 32 << 20  # default task size: enough work to amortise start-up
+
+
+class PlanError(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFile:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclasses.dataclass
+class Plan:
+    output: Path
+    inputs: list[InputFile]
+    ignored: list[str]  # globbed but not .csv/.csv.zst
+    config: PrepareConfig
+    num_tasks: int
+    num_buckets: int
+    task_files: list[list[int]]  # input indices per task, contiguous, in path order
+    fingerprint: str
+
+    # --- where things live -------------------------------------------------------------------
+    @property
+    def work_dir(self) -> Path:
+        return self.output / "work"
+
+    def docs_dir(self, split: str) -> Path:
+        return self.output / "docs" / split
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.output / "tokenizer"
+
+    # --- (de)serialisation --------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {
+            "fingerprint": self.fingerprint,
+            "num_tasks": self.num_tasks,
+            "num_buckets": self.num_buckets,
+            "inputs": [dataclasses.asdict(f) for f in self.inputs],
+            "ignored": self.ignored,
+            "task_files": self.task_files,
+            "config": to_dict(self.config),
+        }
+
+    @classmethod
+    def load(cls, output: str | Path) -> Plan:
+        output = Path(output)
+        path = output / "plan.json"
+        if not path.is_file():
+            raise PlanError(f"{path}: not found — run `python -m pipeline init` (or `prepare`) for {output} first")
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            output=output,
+            inputs=[InputFile(**f) for f in raw["inputs"]],
+            ignored=raw["ignored"],
+            config=from_dict(PrepareConfig, raw["config"]),
+            num_tasks=raw["num_tasks"],
+            num_buckets=raw["num_buckets"],
+            task_files=raw["task_files"],
+            fingerprint=raw["fingerprint"],
+        )
+
+
+def expand_inputs(patterns: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Glob patterns (with `**`) → (sorted supported files, sorted ignored matches)."""
+    matches: set[str] = set()
+    for pattern in patterns:
+        matches.update(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    supported = sorted(p for p in matches if p.endswith(SUPPORTED_SUFFIXES))
+    ignored = sorted(matches - set(supported))
+    return supported, ignored
+
+
+def assign_files_to_tasks(sizes: Sequence[int], num_tasks: int) -> list[list[int]]:
+    """Contiguous runs of files with about equal bytes per task (a task may get none)."""
+    total = sum(sizes) or 1
+    tasks: list[list[int]] = [[] for _ in range(num_tasks)]
+    cumulative = 0
+    for index, size in enumerate(sizes):
+        # the file's midpoint decides its task, so a big file does not push its neighbours out
+        middle = cumulative + size / 2
+        tasks[min(num_tasks - 1, int(middle * num_tasks / total))].append(index)
+        cumulative += size
+    return tasks
+
+
+def default_num_tasks(sizes: Sequence[int]) -> int:
+    if not sizes:
+        return 1
+    by_bytes = math.ceil(sum(sizes) / TARGET_TASK_BYTES)
+    return max(1, min(len(sizes), max(by_bytes, 4)))
+
+
+def compute_fingerprint(inputs: list[InputFile], config: PrepareConfig, num_tasks: int, num_buckets: int) -> str:
+    identity = {
+        "inputs": [dataclasses.astuple(f) for f in inputs],
+        "config": to_dict(config),
+        "num_tasks": num_tasks,
+        "num_buckets": num_buckets,
+    }
+    return fingerprint(identity)
+
+
+def _describe_difference(old: dict, new: dict) -> str:
+    lines = []
+    if old["inputs"] != new["inputs"]:
+        before = {f["path"]: f for f in old["inputs"]}
+        after = {f["path"]: f for f in new["inputs"]}
+        added = sorted(set(after) - set(before))
+        removed = sorted(set(before) - set(after))
+        changed = sorted(p for p in set(before) & set(after) if before[p] != after[p])
+        for label, items in (("new", added), ("gone", removed), ("changed", changed)):
+            if items:
+                lines.append(f"{len(items)} input file(s) {label}, e.g. {items[0]}")
+    for key in ("num_tasks", "num_buckets"):
+        if old[key] != new[key]:
+            lines.append(f"{key}: {old[key]} → {new[key]}")
+
+    def flatten(data, prefix=""):
+        if isinstance(data, dict):
+            for k, v in data.items():
+                yield from flatten(v, f"{prefix}{k}.")
+        else:
+            yield prefix.rstrip("."), data
+
+    old_cfg, new_cfg = dict(flatten(old["config"])), dict(flatten(new["config"]))
+    for key in sorted(set(old_cfg) | set(new_cfg)):
+        if old_cfg.get(key) != new_cfg.get(key):
+            lines.append(f"config {key}: {old_cfg.get(key)!r} → {new_cfg.get(key)!r}")
+    return "; ".join(lines[:8]) or "fingerprint differs"
+
+
+def create_plan(
+    patterns: Sequence[str],
+    output: str | Path,
+    config: PrepareConfig,
+    num_tasks: int | None = None,
+    force: bool = False,
+) -> Plan:
+    """Glob, assign tasks and write OUT/plan.json — or reuse an identical existing plan."""
+    output = Path(output)
+    files, ignored = expand_inputs(patterns)
+    if not files:
+        raise PlanError(
+            f"no .csv or .csv.zst file matches {list(patterns)}" + (f" (ignored: {ignored[:3]})" if ignored else "")
+        )
+    inputs = []
+    for path in files:
+        stat = os.stat(path)
+        inputs.append(InputFile(path=path, size=stat.st_size, mtime_ns=stat.st_mtime_ns))
+    sizes = [f.size for f in inputs]
+    if num_tasks is None or num_tasks <= 0:
+        num_tasks = config.num_tasks or default_num_tasks(sizes)
+    num_buckets = config.dedup.num_buckets
+    fingerprint = compute_fingerprint(inputs, config, num_tasks, num_buckets)
+    plan = Plan(
+        output=output,
+        inputs=inputs,
+        ignored=ignored,
+        config=config,
+        num_tasks=num_tasks,
+        num_buckets=num_buckets,
+        task_files=assign_files_to_tasks(sizes, num_tasks),
+        fingerprint=fingerprint,
+    )
+    plan_path = output / "plan.json"
+    if plan_path.is_file():
+        old = json.loads(plan_path.read_text(encoding="utf-8"))
+        if old.get("fingerprint") == fingerprint:
+            return plan
+        if not force:
+            raise PlanError(
+                f"{output} was prepared from different inputs or config ({_describe_difference(old, plan.to_json())}). "
+                f"Use another --output, or --force to delete its outputs and start over."
+            )
+        remove_outputs(output)
+    elif output.exists() and any(output.iterdir()) and not force:
+        raise PlanError(
+            f"{output} exists, is not empty and holds no plan.json; refusing to write into it (use --force)"
+        )
+    output.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(plan_path, plan.to_json())
+    return plan
+
+
+OUTPUT_ENTRIES = (
+    "plan.json",
+    "work",
+    "docs",
+    "tokenizer",
+    "train",
+    "validation",
+    "manifest.json",
+    "report.json",
+    "report",
+    "report.md",
+)
+
+
+def remove_outputs(output: Path) -> None:
+    """Delete what a preparation run writes (and nothing else) under `output`."""
+    for name in OUTPUT_ENTRIES:
+        target = output / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()

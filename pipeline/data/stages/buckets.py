@@ -1,0 +1,50 @@
+"""Hash-bucket records exchanged between the clean (map) and dedup (reduce) stages.
+
+A record says: the document at (task, ordinal) — input file `file`, row `row`, piece `part` —
+has content hash (h0, h1). Records are fixed-size numpy rows written with `np.save`, so a
+bucket of a million documents is 36 MB and loads in milliseconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core.atomic import write_atomically
+
+RECORD = np.dtype(
+    [
+        ("h0", "<u8"),
+        ("h1", "<u8"),
+        ("file", "<u4"),
+        ("row", "<u8"),
+        ("part", "<u4"),
+        ("task", "<u4"),
+        ("ordinal", "<u8"),
+    ]
+)
+DROP = np.dtype([("task", "<u4"), ("ordinal", "<u8")])
+
+
+def hash_words(digest: bytes) -> tuple[int, int]:
+    """16-byte hash → two big-endian words, so numeric order equals byte order."""
+    return int.from_bytes(digest[:8], "big"), int.from_bytes(digest[8:], "big")
+
+
+def split_draw(h1):
+    """The split's uniform draw in [0, 2^64): the hash's second word, independent of the
+    first word that picks the bucket. Works on ints and numpy arrays alike."""
+    return h1
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    with write_atomically(path, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+def load_array(path: Path, dtype: np.dtype) -> np.ndarray:
+    array = np.load(path, allow_pickle=False)
+    if array.dtype != dtype:
+        raise ValueError(f"{path}: unexpected record type {array.dtype}")
+    return array

@@ -1,0 +1,97 @@
+"""Stage `clean` (map side of dedup): read a slice of input files, clean, write documents.
+
+Outputs of task i:
+  work/clean/{i}.jsonl.zst        cleaned documents in input order (file, row, piece)
+  work/buckets/{i}/{b}.npy        (hash, position) records of those documents, by hash bucket
+Statistics (marker): one entry per input file with the exact row accounting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.data.cleaner import Cleaner
+from pipeline.data.executor import Stage, read_marker
+from pipeline.data.prepare_plan import Plan, PlanError
+from pipeline.data.stages.buckets import RECORD, hash_words, save_array
+from pipeline.formats.csv_corpus import FileReport, read_csv_file
+from pipeline.formats.documents import DocumentWriter, content_hash
+
+
+def documents_path(plan: Plan, task_id: int) -> Path:
+    return plan.work_dir / "clean" / f"{task_id:05d}.jsonl.zst"
+
+
+def bucket_path(plan: Plan, task_id: int, bucket: int) -> Path:
+    return plan.work_dir / "buckets" / f"{task_id:05d}" / f"{bucket:04d}.npy"
+
+
+def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
+    cleaner = Cleaner(plan.config.clean)
+    records: list[tuple] = []
+    files = []
+    ordinal = 0
+    with DocumentWriter(documents_path(plan, task_id)) as writer:
+        for file_index in plan.task_files[task_id]:
+            source = plan.inputs[file_index].path
+            report = FileReport(path=source)
+            dropped: Counter[str] = Counter()
+            rows_kept = documents = 0
+            for doc in read_csv_file(source, plan.config.read, report):
+                pieces, reason = cleaner(doc)
+                if reason is not None:
+                    dropped[reason] += 1
+                    continue
+                rows_kept += 1
+                for part, piece in enumerate(pieces):
+                    h0, h1 = hash_words(content_hash(piece.text))
+                    writer.write(piece, part=part, file=file_index)
+                    records.append((h0, h1, file_index, piece.row, part, task_id, ordinal))
+                    ordinal += 1
+                    documents += 1
+            # rows the reader met but could not turn into documents are drops with reasons too
+            if report.rows_malformed:
+                dropped["malformed"] += report.rows_malformed
+            if report.rows_empty_text:
+                dropped["empty_text"] += report.rows_empty_text
+            entry = dataclasses.asdict(report)
+            entry.update(
+                file_index=file_index, rows_kept=rows_kept, dropped=dict(sorted(dropped.items())), documents=documents
+            )
+            files.append(entry)
+            progress(plan.inputs[file_index].size)
+    table = np.array(records, dtype=RECORD)
+    buckets = table["h0"] % plan.num_buckets if len(table) else np.zeros(0, dtype=np.uint64)
+    for bucket in range(plan.num_buckets):
+        save_array(bucket_path(plan, task_id, bucket), table[buckets == bucket])
+    return {"files": files, "documents": ordinal}
+
+
+def require_rows(plan: Plan) -> int:
+    """Fail loudly when not a single input row could be read (every file broken or empty)."""
+    files = [entry for task in range(plan.num_tasks) for entry in read_marker(plan, "clean", task)["files"]]
+    rows = sum(entry["rows_read"] for entry in files)
+    if rows == 0:
+        problems = "; ".join(
+            f"{e['path']}: {e.get('skipped_reason') or 'no rows'} {e.get('error') or ''}".strip() for e in files[:20]
+        )
+        raise PlanError(f"no input row could be read from {len(files)} file(s): {problems}")
+    return rows
+
+
+def total_bytes(plan: Plan) -> int:
+    return sum(f.size for f in plan.inputs)
+
+
+STAGE = Stage(
+    name="clean",
+    run_task=run_task,
+    count_tasks=lambda plan: plan.num_tasks,
+    unit="B",
+    total_units=total_bytes,
+)

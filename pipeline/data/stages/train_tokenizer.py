@@ -1,0 +1,33 @@
+"""Stage `tokenizer` (one task, after the split): train sentencepiece on a bounded sample of
+the train documents — or take a given pre-trained tokenizer directory — into OUT/tokenizer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.data.executor import Stage
+from pipeline.data.prepare_plan import Plan
+from pipeline.data.stages.clean import require_rows
+from pipeline.data.stages.split import split_path
+from tokenizer import install_pretrained_tokenizer, train_tokenizer, write_training_sample
+
+
+def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
+    require_rows(plan)
+    config = plan.config.tokenizer
+    if config.pretrained:
+        info: dict = {
+            "pretrained": config.pretrained,
+            **install_pretrained_tokenizer(Path(config.pretrained), plan.tokenizer_dir),
+        }
+    else:
+        documents = [split_path(plan, "train", i) for i in range(plan.num_tasks)]
+        sample_path = plan.work_dir / "tokenizer" / "sample.txt"
+        sample = write_training_sample(documents, sample_path, config)
+        info = {"sample": sample, **train_tokenizer(sample_path, plan.tokenizer_dir, config)}
+    progress(1)
+    return info
+
+
+STAGE = Stage(name="tokenizer", run_task=run_task, count_tasks=lambda plan: 1, unit="task")

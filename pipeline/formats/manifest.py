@@ -1,0 +1,126 @@
+"""OUT/manifest.json: the complete, stable description of a prepared data directory.
+
+Training trusts nothing else: it finds shards, block size, vocabulary and the tokenizer
+here, and stores `fingerprint` in every checkpoint so that resuming on different data is
+refused. The fingerprint covers what determines the token stream (each shard's sha256 and
+block count, the tokenizer), not where the directory lives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.atomic import write_json_atomically
+from pipeline.core.fingerprint import fingerprint
+
+FORMAT = "zh-pretrain/packed-v1"
+SPLITS = ("train", "validation")
+
+
+class ManifestError(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardEntry:
+    path: str  # relative to the data directory
+    blocks: int
+    tokens: int
+    sha256: str
+
+
+@dataclasses.dataclass
+class DataManifest:
+    root: Path
+    raw: dict[str, Any]
+
+    @property
+    def block_size(self) -> int:
+        return int(self.raw["block_size"])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.raw["vocab_size"])
+
+    @property
+    def dtype(self) -> str:
+        return str(self.raw["dtype"])
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        return dict(self.raw["special_ids"])
+
+    @property
+    def eos_id(self) -> int:
+        return int(self.raw["special_ids"]["eos"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.raw["fingerprint"])
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.root / self.raw["tokenizer"]["path"]
+
+    @property
+    def tokenizer_fingerprint(self) -> str:
+        return str(self.raw["tokenizer"]["fingerprint"])
+
+    def shards(self, split: str) -> list[ShardEntry]:
+        if split not in self.raw["splits"]:
+            raise ManifestError(f"{self.root / 'manifest.json'}: no split '{split}' (has {list(self.raw['splits'])})")
+        return [ShardEntry(**entry) for entry in self.raw["splits"][split]["shards"]]
+
+    def shard_paths(self, split: str) -> list[Path]:
+        return [self.root / entry.path for entry in self.shards(split)]
+
+    def num_blocks(self, split: str) -> int:
+        return sum(entry.blocks for entry in self.shards(split))
+
+
+def compute_fingerprint(raw: dict[str, Any]) -> str:
+    identity = {
+        "format": raw["format"],
+        "block_size": raw["block_size"],
+        "dtype": raw["dtype"],
+        "tokenizer": raw["tokenizer"]["fingerprint"],
+        "splits": {
+            split: [(s["blocks"], s["sha256"]) for s in raw["splits"][split]["shards"]]
+            for split in sorted(raw["splits"])
+        },
+    }
+    return fingerprint(identity)
+
+
+def write_manifest(data_dir: str | Path, raw: dict[str, Any]) -> DataManifest:
+    """Fill in `format` and `fingerprint` and write atomically."""
+    raw = {"format": FORMAT, **raw}
+    raw["fingerprint"] = compute_fingerprint(raw)
+    write_json_atomically(Path(data_dir) / "manifest.json", raw)
+    return DataManifest(Path(data_dir), raw)
+
+
+REQUIRED_KEYS = ("format", "block_size", "dtype", "vocab_size", "special_ids", "tokenizer", "splits", "fingerprint")
+
+
+def load_manifest(data_dir: str | Path) -> DataManifest:
+    """Read and sanity-check OUT/manifest.json; errors name the file and the missing key."""
+    root = Path(data_dir)
+    path = root / "manifest.json"
+    if not path.is_file():
+        raise ManifestError(f"{path}: not found — is {root} the output of `python -m pipeline prepare`?")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path}: not valid JSON: {exc}") from None
+    for key in REQUIRED_KEYS:
+        if key not in raw:
+            raise ManifestError(f"{path}: missing key '{key}'")
+    if raw["format"] != FORMAT:
+        raise ManifestError(f"{path}: format {raw['format']!r}, expected {FORMAT!r}")
+    if compute_fingerprint(raw) != raw["fingerprint"]:
+        raise ManifestError(f"{path}: fingerprint does not match its contents (edited by hand?)")
+    return DataManifest(root, raw)

@@ -1,1 +1,0 @@
-"""Using a trained model: load, evaluate, generate, serve."""
