@@ -16,7 +16,6 @@ optimistic baseline: it has seen the answers). The JSON says which.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import time
@@ -27,8 +26,9 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.evaluation.heldout import PAD_ID, evaluate_blocks
+from pipeline.formats.csv_corpus import FileReport, ReadConfig, read_csv_file
 from pipeline.formats.manifest import load_manifest
-from pipeline.formats.packed_shards import PackedBlocks
+from pipeline.formats.packed_shards import BlockCutter, PackedBlocks
 from pipeline.model.loading import load_model, max_positions
 from tokenizer.load import tokenizer_fingerprint
 
@@ -67,16 +67,18 @@ class ArrayBlocks:
 
 
 def read_documents(path: Path, column: str = "content") -> Iterable[str]:
-    """CSV: one document per row of `column`. Anything else: documents separated by blank lines."""
-    if path.suffix.lower() == ".csv":
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            if column not in (reader.fieldnames or []):
-                raise ValueError(f"{path}: no column '{column}' (columns: {reader.fieldnames})")
-            for row in reader:
-                text = row[column] or ""
-                if text.strip():  # scored as written; only empty rows are skipped
-                    yield text
+    """CSV (`.csv`, `.csv.zst`): one document per non-empty `column` cell, read by the pipeline's
+    own CSV reader (encoding detection, faults counted). Anything else: documents separated by
+    blank lines. Texts are scored as written: no cleaning."""
+    if path.name.lower().endswith((".csv", ".csv.zst")):
+        # A hand-made evaluation file often lacks the final newline: keep that last row.
+        report = FileReport(path=str(path))
+        config = ReadConfig(text_column=column, require_final_newline=False)
+        for document in read_csv_file(str(path), config, report):
+            if document.text.strip():
+                yield document.text
+        if report.skipped_reason is not None:
+            raise ValueError(report.error or f"{path}: {report.skipped_reason}")
         return
     text = path.read_text(encoding="utf-8-sig")
     for document in text.replace("\r\n", "\n").split("\n\n"):
@@ -85,27 +87,23 @@ def read_documents(path: Path, column: str = "content") -> Iterable[str]:
 
 
 def pack_text(path: Path, tokenizer, block_size: int, column: str = "content") -> tuple[np.ndarray, dict]:
-    """Tokenize documents, append EOS to each, concatenate, cut into full blocks."""
+    """Tokenize documents, append EOS to each, concatenate, cut into full blocks (the packer's cutter)."""
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError(f"{path}: the model's tokenizer has no EOS token to separate documents")
-    stream: list[int] = []
-    documents = 0
+    cutter = BlockCutter(block_size, np.dtype(np.int64))
+    blocks: list[np.ndarray] = []
+    documents = tokens = 0
     for document in read_documents(path, column):
-        stream.extend(tokenizer(document, add_special_tokens=False)["input_ids"])
-        stream.append(eos)
+        ids = tokenizer(document, add_special_tokens=False)["input_ids"] + [eos]
+        blocks.append(cutter.push(np.asarray(ids, dtype=np.int64)))
         documents += 1
-    full = len(stream) // block_size
+        tokens += len(ids)
+    full = sum(len(b) for b in blocks)
     if full == 0:
-        raise ValueError(
-            f"{path}: {len(stream)} tokens, fewer than one block of {block_size}; pass a smaller --block-size"
-        )
-    blocks = np.asarray(stream[: full * block_size], dtype=np.int64).reshape(full, block_size)
-    return blocks, {
-        "documents": documents,
-        "tokens": len(stream),
-        "tail_tokens_left_out": len(stream) - full * block_size,
-    }
+        raise ValueError(f"{path}: {tokens} tokens, fewer than one block of {block_size}; pass a smaller --block-size")
+    array = np.concatenate(blocks)
+    return array, {"documents": documents, "tokens": tokens, "tail_tokens_left_out": len(cutter.pending)}
 
 
 # ---------------------------------------------------------------- unigram baseline

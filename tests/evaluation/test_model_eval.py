@@ -161,3 +161,33 @@ def test_a_model_with_another_tokenizer_is_refused(world, tmp_path):
         evaluate(EvaluationRequest(model_dir=model, data_dir=world["data"], max_blocks=1, progress=False))["blocks"]
         == 1
     )
+
+
+def test_csv_is_read_by_the_pipelines_reader_in_any_encoding(world, tmp_path):
+    """GBK and zstd CSVs (which a plain utf-8 csv.DictReader cannot read) give the same blocks as the
+    same documents in a text file; a missing column is a clear error naming the file's columns."""
+    import csv
+    import io
+
+    import zstandard
+    from transformers import AutoTokenizer
+
+    docs = world["docs"][:40]
+    tokenizer = AutoTokenizer.from_pretrained(world["model"])
+    text = tmp_path / "docs.txt"
+    text.write_text("\n\n".join(docs), encoding="utf-8")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["id", "content"])
+    writer.writerows([i, doc] for i, doc in enumerate(docs))
+    gbk = tmp_path / "docs.csv"
+    gbk.write_bytes(buffer.getvalue().encode("gb18030"))
+    compressed = tmp_path / "docs.csv.zst"
+    compressed.write_bytes(zstandard.ZstdCompressor().compress(buffer.getvalue().encode("utf-8")))
+    expected, _ = pack_text(text, tokenizer, 32)
+    for path in (gbk, compressed):
+        blocks, packing = pack_text(path, tokenizer, 32)
+        assert packing["documents"] == len(docs)
+        assert np.array_equal(blocks, expected), path
+    with pytest.raises(ValueError, match="no column 'text'; columns are: id, content"):
+        pack_text(gbk, tokenizer, 32, column="text")
