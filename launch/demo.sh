@@ -28,12 +28,12 @@ TRAIN=(deepspeed --num_gpus 2 launch/pretrain.py --config configs/train/tiny-cpu
 launcher=$!
 # Preempt it as SLURM would: SIGUSR1 to rank 0 once 60 steps are logged. The ranks agree at
 # the next step boundary, save a checkpoint and exit 75 ("preempted, resume me").
-for _ in $(seq 600); do
+# No time cap: on a loaded machine 60 steps can take many minutes; the loop ends with the run.
+while kill -0 "$launcher" 2>/dev/null; do
     if grep -q '"step": 60,' "$RUN/metrics.jsonl" 2>/dev/null; then
         pkill -USR1 -f -- "launch/pretrain.py --local_rank=0 .*--output $RUN( |\$)" || true   # this run's rank 0 only
         break
     fi
-    kill -0 "$launcher" 2>/dev/null || break
     sleep 0.5
 done
 set +e; wait "$launcher"; code=$?; set -e
