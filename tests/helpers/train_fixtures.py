@@ -153,10 +153,13 @@ def write_run_configs(directory: Path, **train_overrides) -> Path:
     return write_yaml(directory / "train.yaml", train)
 
 
-def train_env() -> dict:
+def train_env(**hooks: str) -> dict:
+    """The launch environment; `hooks`: test hooks (pipeline/train/hooks.py), e.g.
+    ZH_PRETRAIN_TEST_SIGNAL_AT_STEP="5"."""
     import os
 
     env = dict(os.environ)
+    env.update(hooks)
     env.update(
         OMP_NUM_THREADS="1",
         HF_HUB_OFFLINE="1",
@@ -199,13 +202,13 @@ def train_command(
     return head + args + list(extra)
 
 
-def run_training(*args, timeout: float = 240, **kwargs):
+def run_training(*args, timeout: float = 240, hooks: dict | None = None, **kwargs):
     """Run a training launch to completion; returns CompletedProcess (stdout+stderr merged)."""
     import subprocess
 
     return subprocess.run(
         train_command(*args, **kwargs),
-        env=train_env(),
+        env=train_env(**(hooks or {})),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

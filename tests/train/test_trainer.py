@@ -9,6 +9,7 @@ import time
 import pytest
 
 from pipeline.train.checkpoint import read_latest
+from pipeline.train.hooks import ENV_SAVE_PAUSE_S, ENV_SIGNAL_AT_STEP
 from tests.helpers.train_fixtures import (
     REPO,
     audit_steps,
@@ -56,7 +57,9 @@ def test_bitwise_resume_after_sigusr1(tmp_path, data, zero, stop_at):
     ds = f"configs/deepspeed/{zero}.json"
     full = run_training(config, data.root, tmp_path / "full", deepspeed_config=ds)
     assert_ok(full)
-    cut = run_training(config, data.root, tmp_path / "cut", f"debug_signal_at_step={stop_at}", deepspeed_config=ds)
+    cut = run_training(
+        config, data.root, tmp_path / "cut", deepspeed_config=ds, hooks={ENV_SIGNAL_AT_STEP: str(stop_at)}
+    )
     assert cut.returncode != 0  # torchrun reports a non-zero rank as failure (1); the ranks exit 75
     assert "exitcode  : 75" in cut.stdout and "stop signal" in cut.stdout, cut.stdout[-4000:]
     status = json.loads((tmp_path / "cut" / "status.json").read_text())
@@ -138,10 +141,10 @@ def test_kill_9_during_save_resumes_from_previous_complete_checkpoint(tmp_path, 
     assert_ok(run_training(config, data.root, run, "max_steps=4"))
     assert read_latest(run / "checkpoints") == "step_00000004"
 
-    command = train_command(config, data.root, run, "debug_save_pause_s=120")
+    command = train_command(config, data.root, run)
     proc = subprocess.Popen(
         command,
-        env=train_env(),
+        env=train_env(**{ENV_SAVE_PAUSE_S: "120"}),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
