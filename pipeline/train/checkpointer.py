@@ -17,8 +17,11 @@ from pipeline.train.train_config import TrainConfig
 
 
 class CheckPointer:
-    def __init__(self, engine, ckpt_dir: Path, cfg: TrainConfig, rank: int, log: MetricsLogger, save_pause_s: float):
+    def __init__(
+        self, engine, ckpt_dir: Path, cfg: TrainConfig, rank: int, log: MetricsLogger, save_pause_s: float, group=None
+    ):
         self.engine = engine
+        self.group = group  # the gloo group the ranks exchange their file lists on
         self.ckpt_dir = Path(ckpt_dir)
         self.cfg = cfg
         self.rank = rank
@@ -48,7 +51,15 @@ class CheckPointer:
         """Collective: every rank calls it. `keep`: tags pruning must spare (the best)."""
         tag = checkpoint.tag_for(step)
         started = time.monotonic()
-        checkpoint.save(self.engine, self.ckpt_dir, tag, state, self.rank, self.save_pause_s)
+        try:
+            checkpoint.save(self.engine, self.ckpt_dir, tag, state, self.rank, self.save_pause_s, self.group)
+        except OSError as exc:  # disk full, quota, I/O error: say so in one line, keep what is committed
+            committed = checkpoint.committed_tags(self.ckpt_dir)
+            raise checkpoint.CheckpointError(
+                f"checkpoint {tag}: saving failed on rank {self.rank}: {exc}. The newest committed checkpoint "
+                f"({committed[-1] if committed else 'none'}) is intact; the partial {tag} is moved aside at the next "
+                f"start. Free space and start the same command again."
+            ) from None
         if self.rank == 0:
             pruned = checkpoint.prune(self.ckpt_dir, self.cfg.keep_last, keep)
             self.log.message(

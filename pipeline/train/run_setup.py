@@ -67,16 +67,6 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     return requested
 
 
-def find_resume_tag(ckpt_dir: Path, resume: str | None) -> tuple[Path, str] | None:
-    if resume:
-        path = Path(resume)
-        if checkpoint.step_of(path.name) is None or not path.is_dir():
-            raise checkpoint.CheckpointError(f"--resume {resume}: expected a RUN/checkpoints/step_XXXXXXXX directory")
-        return path.parent, path.name
-    tag = checkpoint.read_latest(ckpt_dir)
-    return (ckpt_dir, tag) if tag else None
-
-
 def check_resume(state: dict, identity: dict, allow_data_change: bool, where: Path) -> list[str]:
     """Refuse a resume that cannot be exact; returns warnings for tolerated changes."""
     for key, what in (("data_fingerprint", "data manifest"), ("tokenizer_fingerprint", "tokenizer")):
@@ -101,6 +91,13 @@ def check_resume(state: dict, identity: dict, allow_data_change: bool, where: Pa
     if state["train_fingerprint"] != identity["train_fingerprint"]:
         warnings.append("the train config differs from the checkpoint's (new values apply from here on)")
     return warnings
+
+
+def validation_selection(num_blocks: int, eval_max_blocks: int | None) -> dict:
+    """The validation blocks every evaluation of the run scores: the first `blocks` of the split in
+    manifest order (recorded in run.json and the export; `evaluate` reuses it)."""
+    scored = num_blocks if eval_max_blocks is None else min(num_blocks, eval_max_blocks)
+    return {"split": "validation", "first_blocks": scored, "of": num_blocks}
 
 
 def prepare_run_dir(run_dir: Path, hf_config, manifest, run_info: dict) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import signal
 import time
@@ -33,20 +32,22 @@ from pipeline.formats.manifest import load_manifest
 from pipeline.formats.packed_shards import PackedBlocks
 from pipeline.model.flops import flops_per_token, matmul_params
 from pipeline.model.model_config import build_hf_config
-from pipeline.train import checkpoint, distributed
+from pipeline.train import checkpoint, checkpoint_engine, distributed, signals
+from pipeline.train.audit import SampleAudit
 from pipeline.train.checkpointer import CheckPointer
 from pipeline.train.hooks import TrainHooks
 from pipeline.train.metrics import MetricsLogger
+from pipeline.train.run_lock import RunInUse, RunLock
 from pipeline.train.run_setup import (
     check_resume,
     deepspeed_config,
-    find_resume_tag,
     prepare_run_dir,
     resolve_precision,
+    validation_selection,
     write_status,
 )
 from pipeline.train.sampler import ResumableSampler, batch_tensor
-from pipeline.train.signals import EXIT_PREEMPTED, StopFlag
+from pipeline.train.signals import EXIT_PREEMPTED
 from pipeline.train.train_config import load_configs, resolve_path
 from tokenizer.tokenizer_config import SPECIAL_IDS
 
@@ -80,6 +81,13 @@ class TrainerState:
 
 class Trainer:
     def __init__(self, args: argparse.Namespace, hooks: TrainHooks | None = None):
+        # launch/pretrain.py and the train command installed these before any heavy import; a
+        # Trainer built another way gets them here (the flag keeps a signal already received)
+        self.stop = signals.install()
+        self.early_exit: tuple[str, int] | None = None  # (state, exit code) when start-up decides to stop
+        self.lock = None
+        self.log = None
+        self.audit = None
         self.args = args
         self.hooks = hooks or TrainHooks.from_env()
         self.dist = dist = distributed.detect(args.local_rank)
@@ -99,9 +107,38 @@ class Trainer:
         self.device = distributed.init(dist)
         # On an error from here on, no teardown: a barrier would wait for ranks that are inside
         # another collective (a hang until the timeout); dying lets the launcher stop the others.
+        self.control = distributed.control_group()
+        self._lock_run_dir()
+        if self._agree(self.stop.raised):  # a signal during imports, configs or the rendezvous
+            self._stop_before_first_step(None)
+            return
         self._build(ds_path)
 
     # ------------------------------------------------------------------ start-up
+    def _agree(self, flag: bool) -> bool:
+        """True on every rank when `flag` is True on any (one small all-reduce on the gloo group)."""
+        vote = torch.tensor([float(flag)])
+        torch.distributed.all_reduce(vote, op=torch.distributed.ReduceOp.MAX, group=self.control)
+        return bool(vote[0])
+
+    def _lock_run_dir(self) -> None:
+        """Rank 0 takes RUN/.trainer.lock for the run's life; every rank learns the verdict, so a
+        second trainer on the same --output stops at once on all its ranks."""
+        problem = ""
+        if self.dist.is_main:
+            try:
+                self.lock = RunLock(self.run_dir)
+                self.lock.acquire()
+            except RunInUse as exc:
+                problem = str(exc)
+        if self._agree(bool(problem)):
+            raise RunInUse(problem or f"{self.run_dir}: in use by another trainer (see rank 0's message)")
+
+    def _stop_before_first_step(self, step: int | None) -> None:
+        """A stop signal before the first step: nothing new to save; exit 75 so the job requeues."""
+        self.state = TrainerState(step=step or 0)
+        self.early_exit = ("preempted", EXIT_PREEMPTED)
+
     def _build(self, ds_path: Path) -> None:
         import deepspeed
 
@@ -123,29 +160,18 @@ class Trainer:
             "train_fingerprint": fingerprint(to_dict(cfg), length=16),
         }
 
-        self.stop = StopFlag().install()  # early: a signal during start-up stops after the first step
         if dist.is_main and self.ckpt_dir.is_dir():
-            removed = checkpoint.discard_incomplete(self.ckpt_dir)
-            if removed:
-                print(f"[checkpoint] removed incomplete checkpoint(s) from an interrupted save: {removed}", flush=True)
+            for tag, why, where in checkpoint.set_aside_uncommitted(self.ckpt_dir):
+                print(f"[checkpoint] {tag}: not committed ({why}); moved to {where}", flush=True)
         torch.distributed.barrier()
-        resume = find_resume_tag(self.ckpt_dir, self.args.resume)
+        resume = checkpoint.resume_choice(self.ckpt_dir, self.args.resume)
         resume_state = checkpoint.read_state(resume[0] / resume[1]) if resume else None
-        self.complete_at_start = False
         if resume_state is not None:
             warnings = check_resume(resume_state, self.identity, self.args.allow_data_change, resume[0] / resume[1])
             if resume_state["step"] >= self.total_steps:
-                self.complete_at_start = True
                 self.state = TrainerState(step=resume_state["step"])
+                self.early_exit = ("finished", 0)
                 return
-            newer = [
-                p.name for p in checkpoint.tag_dirs(resume[0]) if checkpoint.step_of(p.name) > resume_state["step"]
-            ]
-            if newer:
-                warnings.append(
-                    f"resuming from {resume[1]} although newer checkpoints exist ({newer}); "
-                    f"they are replaced as training reaches their steps"
-                )
             if dist.is_main:
                 for warning in warnings:
                     print(f"[train] warning: {warning}", flush=True)
@@ -159,9 +185,16 @@ class Trainer:
             config=ds_config,
             lr_scheduler=lambda opt: WarmupCosineSchedule(opt, cfg.lr, cfg.min_lr, cfg.warmup_steps, self.total_steps),
         )
+        checkpoint_engine.make_safe(self.engine)  # weights_only loading, per-rank fsync of saves
         self.state = TrainerState()
         if resume_state is not None:
             self.load_state_dict(checkpoint.load(self.engine, resume[0], resume[1], dist.rank))
+        signals.install()  # again: nothing imported since may keep a handler of its own
+        if self._agree(self.stop.raised):  # a signal while the model was built or loaded
+            self._stop_before_first_step(self.state.step)
+            return
+        self.train_blocks = PackedBlocks(manifest.shard_paths("train"))
+        self.val_blocks = PackedBlocks(manifest.shard_paths("validation"))
         run_info = {
             "train_config": to_dict(cfg),
             "model_config": to_dict(self.model_cfg),
@@ -174,6 +207,8 @@ class Trainer:
             "total_steps": self.total_steps,
             "matmul_params": n_matmul,
             "resumed_from": str(resume[0] / resume[1]) if resume else None,
+            # what every evaluation scores; `python -m pipeline evaluate` reuses it (via the export)
+            "validation": validation_selection(len(self.val_blocks), cfg.eval_max_blocks),
         }
         if dist.is_main:
             prepare_run_dir(self.run_dir, self.hf_config, manifest, run_info)
@@ -181,11 +216,8 @@ class Trainer:
             self.run_dir, enabled=dist.is_main, tensorboard=cfg.tensorboard, resume_step=self.state.step
         )
         self.checkpointer = CheckPointer(
-            self.engine, self.ckpt_dir, cfg, dist.rank, self.log, save_pause_s=self.hooks.save_pause_s
+            self.engine, self.ckpt_dir, cfg, dist.rank, self.log, self.hooks.save_pause_s, self.control
         )
-
-        self.train_blocks = PackedBlocks(manifest.shard_paths("train"))
-        self.val_blocks = PackedBlocks(manifest.shard_paths("validation"))
         self.sampler = ResumableSampler(
             len(self.train_blocks),
             cfg.micro_batch_size,
@@ -201,12 +233,8 @@ class Trainer:
         self.peak = cfg.peak_tflops_per_device or (
             peak_tflops(torch.cuda.get_device_name(self.device), self.precision) if self.device.type == "cuda" else None
         )
-        self.audit = None
-        if cfg.audit_samples:
-            (self.run_dir / "audit").mkdir(parents=True, exist_ok=True)
-            # steps after the checkpoint are redone: a fresh start begins a fresh log
-            self.audit = open(self.run_dir / "audit" / f"rank{dist.rank}.jsonl", "a" if self.state.step else "w")
-        self.control = distributed.control_group()
+        if cfg.audit_samples:  # records of the steps redone from here are dropped
+            self.audit = SampleAudit(self.run_dir, dist.rank, self.state.step)
         self.last_eval: EvalResult | None = None
         self.log.message(
             f"[train] {'resuming at step ' + str(self.state.step) if self.state.step else 'starting'}: "
@@ -253,13 +281,7 @@ class Trainer:
             if self.audit is not None:
                 micro_losses.append(loss.item().hex())
         if self.audit is not None:
-            record = {
-                "step": self.state.step + 1,
-                "samples": [i.tolist() for i in micro_batches],
-                "losses": micro_losses,
-            }
-            self.audit.write(json.dumps(record) + "\n")
-            self.audit.flush()
+            self.audit.record(self.state.step + 1, micro_batches, micro_losses)
         self.state.step += 1
         self.state.consumed_samples = self.sampler.consumed_samples
         self.state.tokens += self.global_batch * self.block_size
@@ -338,7 +360,7 @@ class Trainer:
     def train(self) -> int:
         """Step until the budget is done (0) or a stop signal was checkpointed (75)."""
         cfg, state = self.train_cfg, self.state
-        if self.complete_at_start:
+        if self.early_exit == ("finished", 0):
             if self.dist.is_main:
                 print(
                     f"[train] {self.run_dir}: already complete at step {state.step} of {self.total_steps}; nothing to do",
@@ -346,6 +368,16 @@ class Trainer:
                 )
             write_status(self.run_dir, self.dist, "finished", state.step, self.total_steps, 0)
             return 0
+        if self.early_exit is not None:
+            self.stop.ignore_further()
+            if self.dist.is_main:
+                print(
+                    f"[train] stop signal during start-up: nothing new to save (step {state.step}); exit "
+                    f"{EXIT_PREEMPTED} (start the same command again to resume)",
+                    flush=True,
+                )
+            write_status(self.run_dir, self.dist, "preempted", state.step, None, EXIT_PREEMPTED)
+            return EXIT_PREEMPTED
         self.engine.train()
         self._new_window()
         run_started = time.monotonic()
@@ -395,13 +427,16 @@ class Trainer:
         return 0
 
     def close(self) -> None:
-        """Flush and close the run's files, then leave the process group (all ranks together)."""
-        if getattr(self, "log", None) is not None:
+        """Flush and close the run's files, leave the process group (all ranks together), then
+        release the run directory."""
+        if self.log is not None:
             self.log.close()
-        if getattr(self, "audit", None) is not None:
+        if self.audit is not None:
             self.audit.close()
             self.audit = None
         distributed.shutdown()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def run(args: argparse.Namespace) -> int:

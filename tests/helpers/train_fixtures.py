@@ -218,17 +218,8 @@ def run_training(*args, timeout: float = 240, hooks: dict | None = None, **kwarg
 
 
 def audit_steps(run: Path, world: int = 2) -> dict[int, dict]:
-    """step → {"stream": sample ids in stream order, "losses": per-rank per-micro loss hex}."""
-    per_rank = [read_jsonl(Path(run) / "audit" / f"rank{r}.jsonl") for r in range(world)]
-    steps: dict[int, dict] = {}
-    for rank, records in enumerate(per_rank):
-        for record in records:
-            entry = steps.setdefault(record["step"], {"micro": {}, "losses": {}})
-            entry["micro"][rank] = record["samples"]
-            entry["losses"][rank] = record["losses"]
-    out = {}
-    for step, entry in sorted(steps.items()):
-        accum = len(entry["micro"][0])
-        stream = [i for k in range(accum) for r in range(world) for i in entry["micro"][r][k]]
-        out[step] = {"stream": stream, "losses": [entry["losses"][r] for r in range(world)]}
-    return out
+    """step → {"stream": sample ids in stream order, "losses": per-rank per-micro loss hex}; the
+    strict reader: a step logged twice by a rank or a gap fails (pipeline.train.audit)."""
+    from pipeline.train.audit import read_audit
+
+    return read_audit(Path(run), world)
