@@ -33,7 +33,15 @@ from pathlib import Path
 from pipeline.train import checkpoint
 from pipeline.train.audit import AuditError, check_exactly_once, read_audit
 from pipeline.train.hooks import ENV_SAVE_PAUSE_S, ENV_SIGNAL_AT_STEP
-from tests.helpers.train_fixtures import REPO, make_packed_data, read_jsonl, train_command, train_env, write_run_configs
+from tests.helpers.train_fixtures import (
+    REPO,
+    kill_tree,
+    make_packed_data,
+    read_jsonl,
+    train_command,
+    train_env,
+    write_run_configs,
+)
 
 TRAIN_BLOCKS = 120  # global batch 16: an epoch is 7.5 steps, the run crosses an epoch boundary
 MAX_STEPS = 10
@@ -131,12 +139,10 @@ class Launch:
             self._handle.close()
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+        """SIGKILL to the launcher and all its ranks at once (kill_tree: torchrun's ranks live in
+        sessions of their own, a killpg of the launcher's group would miss them)."""
+        kill_tree(self.proc.pid)
+        self.proc.wait()
 
 
 def steps_logged(run: Path) -> int:
@@ -314,6 +320,7 @@ def case_kill9_in_save(rng, config, data, run, ds, work, outcome, reference):
 def case_kill9_one_rank(rng, config, data, run, ds, work, outcome, reference):
     launch = _start(config, data, run, ds, work, outcome)
     where = _random_moment(rng, launch, run)
+    wait_for(lambda: len(launch.ranks()) == WORLD, launch, timeout=60)  # a "start-up" moment may precede them
     ranks = launch.ranks()
     if ranks:
         victim = rng.choice(ranks)

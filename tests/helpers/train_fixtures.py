@@ -223,3 +223,28 @@ def audit_steps(run: Path, world: int = 2) -> dict[int, dict]:
     from pipeline.train.audit import read_audit
 
     return read_audit(Path(run), world)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a launcher and every process under it at once. Not `killpg`: torchrun starts each
+    rank in a session of its own, so a signal to the launcher's process group misses the ranks
+    (they would run on as orphans)."""
+    import os
+    import signal
+
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in tree:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -15,6 +15,7 @@ from pipeline.train.hooks import ENV_SAVE_PAUSE_S, ENV_SIGNAL_AT_STEP
 from tests.helpers.train_fixtures import (
     REPO,
     audit_steps,
+    kill_tree,
     make_packed_data,
     read_jsonl,
     run_training,
@@ -157,7 +158,7 @@ def test_kill_9_during_save_resumes_from_previous_complete_checkpoint(tmp_path, 
         assert (run / "checkpoints" / "step_00000008" / "mp_rank_00_model_states.pt").is_file(), "".join(seen)
         assert read_latest(run / "checkpoints") == "step_00000004"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc.pid)  # the launcher and both ranks
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
