@@ -72,7 +72,8 @@ class Outcome:
     seed: int
     result: str  # "bitwise", "refused" or "FAIL: why"
     launches: int = 0
-    lost: int = 0  # committed checkpoints that did not survive
+    lost: int = 0  # committed checkpoints that did not survive (other than those the case damaged itself)
+    damaged: list = dataclasses.field(default_factory=list)  # tags the case destroyed on purpose
     detail: str = ""
 
     @property
@@ -269,7 +270,7 @@ def run_case(case: str, zero: str, seed: int, work: Path, data, reference: dict)
             refused = outcome.result == "refused"
             outcome.result = verdict if verdict.startswith("FAIL") else ("refused" if refused else "bitwise")
     finally:
-        outcome.lost = len(watcher.lost())
+        outcome.lost = len([tag for tag in watcher.lost() if tag not in outcome.damaged])
     return outcome
 
 
@@ -394,6 +395,7 @@ def case_latest_damaged(rng, config, data, run, ds, work, outcome, reference):
         latest.write_text("step_99999999")
     else:  # a file of the newest tag truncated (a copy cut short): that tag must not be used
         newest = ckpt / committed[-1]
+        outcome.damaged.append(committed[-1])  # destroyed on purpose: not a checkpoint the trainer lost
         victim = sorted(p for p in newest.iterdir() if p.name.endswith("optim_states.pt"))[0]
         victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     outcome.detail = damage
