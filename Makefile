@@ -1,5 +1,5 @@
 # Shortcuts for developers; CI runs `bash .ci/run` (= `bash tests/run.sh`, which lints first).
-.PHONY: install lint format test test-fast demo bench
+.PHONY: install lint format test test-fast demo bench bench-faults
 
 install:            ## .venv with the project, test and lint extras (+ Debian programs the tests drive)
 	EXTRAS="test,lint,opencc" bash launch/install.sh
@@ -24,3 +24,6 @@ demo:               ## the product end to end on the embedded demo corpus
 bench:              ## data-preparation and training benchmarks (minutes; results printed)
 	.venv/bin/python benchmarks/bench_prepare.py --size 50MB --workers 2
 	.venv/bin/python benchmarks/bench_train.py --steps 60 --nproc 2
+
+bench-faults:       ## the trainer fault cases ×20 with random timing (hours; table in docs/trainer-faults.md)
+	.venv/bin/python benchmarks/bench_trainer_faults.py --repeat 20 --markdown docs/trainer-faults.md

@@ -28,7 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--block-size", type=int, help="tokens per block for --text (default: min(512, model positions))"
     )
-    parser.add_argument("--max-blocks", type=int, help="score only the first N blocks")
+    parser.add_argument(
+        "--max-blocks",
+        type=int,
+        help="score only the first N blocks (default: the blocks the training run scored, when the export records them)",
+    )
+    parser.add_argument(
+        "--all-blocks", action="store_true", help="score every block, not the training run's eval selection"
+    )
     parser.add_argument("--micro-batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
@@ -46,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         column=args.column,
         block_size=args.block_size,
         max_blocks=args.max_blocks,
+        all_blocks=args.all_blocks,
         micro_batch_size=args.micro_batch_size,
         device=args.device,
         dtype=args.dtype,
@@ -64,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         write_json_atomically(args.output, result)
     print(json.dumps(result, ensure_ascii=False, indent=2))
+    if "selection" in result:
+        print(f"scored: {result['selection']}", file=sys.stderr)
     summary = f"perplexity {result['perplexity']:.2f} (next-token accuracy {result['accuracy']:.1%}) on {result['tokens']:,} tokens"
     if "unigram" in result:
         summary += f" vs unigram {result['unigram']['perplexity']:.2f}"

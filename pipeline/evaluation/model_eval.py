@@ -17,6 +17,7 @@ optimistic baseline: it has seen the answers). The JSON says which.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Iterable
@@ -136,7 +137,8 @@ class EvaluationRequest:
     split: str = "validation"
     column: str = "content"
     block_size: int | None = None  # text files only; default min(512, model positions)
-    max_blocks: int | None = None
+    max_blocks: int | None = None  # None: the training run's selection if the export records one, else all
+    all_blocks: bool = False  # score every block even when the export records the trainer's selection
     micro_batch_size: int = 8
     device: str = "auto"
     dtype: str = "auto"
@@ -147,6 +149,32 @@ class EvaluationRequest:
 def _fingerprint_or_none(directory: Path) -> str | None:
     """The ids-deciding fingerprint of a tokenizer dir (None when it has no tokenizer.model)."""
     return tokenizer_fingerprint(directory) if (Path(directory) / "tokenizer.model").is_file() else None
+
+
+def trainer_selection(model_dir: Path) -> dict | None:
+    """The validation blocks the training run scored (`validation` in the export's
+    export_info.json, copied there from RUN/run.json), or None."""
+    try:
+        info = json.loads((Path(model_dir) / "export_info.json").read_text())
+    except (OSError, ValueError):
+        return None
+    selection = info.get("validation") if isinstance(info, dict) else None
+    return selection if isinstance(selection, dict) and "first_blocks" in selection else None
+
+
+def select_blocks(request: EvaluationRequest, available: int) -> tuple[int, str]:
+    """How many leading blocks to score and a sentence saying which and why — by default the
+    same blocks as the trainer's val_ppl, so both numbers mean one thing."""
+    if request.max_blocks is not None:
+        n = min(available, request.max_blocks)
+        return n, f"first {n} of {available} blocks (--max-blocks)"
+    selection = trainer_selection(request.model_dir)
+    if request.all_blocks or selection is None or request.data_dir is None or request.split != "validation":
+        why = "--all-blocks" if request.all_blocks else "no training-run selection recorded in the model"
+        return available, f"all {available} blocks ({why})"
+    n = min(available, selection["first_blocks"])
+    note = "" if selection.get("of") == available else f"; the run's validation split had {selection.get('of')} blocks"
+    return n, f"first {n} of {available} validation blocks: the training run's eval selection (eval_max_blocks){note}"
 
 
 def evaluate(request: EvaluationRequest) -> dict:
@@ -182,7 +210,7 @@ def evaluate(request: EvaluationRequest) -> dict:
         blocks = ArrayBlocks(array)
         result.update({"text": str(request.text_file), **packing})
 
-    num_blocks = len(blocks) if request.max_blocks is None else min(len(blocks), request.max_blocks)
+    num_blocks, selection = select_blocks(request, len(blocks))
     device = next(model.parameters()).device
     scored = evaluate_blocks(
         model,
@@ -195,6 +223,7 @@ def evaluate(request: EvaluationRequest) -> dict:
         {
             "block_size": block_size,
             "blocks": num_blocks,
+            "selection": selection,
             "tokens": scored.tokens,
             "loss": scored.loss,
             "perplexity": scored.perplexity,

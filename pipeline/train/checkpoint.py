@@ -1,18 +1,24 @@
-"""Checkpoints: DeepSpeed engine state + client state + per-rank RNG, committed by `latest`.
+"""Checkpoints: DeepSpeed engine state + trainer state + per-rank RNG, each tag committed by its
+own record, immutable once committed.
 
-Layout: RUN/checkpoints/<tag>/ (DeepSpeed's files, `trainer_state.json`, `rng_rank<r>.pt`)
-and RUN/checkpoints/latest (the tag of the newest complete checkpoint).
+Layout of RUN/checkpoints/:
+  <tag>/                 DeepSpeed's files, trainer_state.json, rng_rank<r>.pt, and COMMITTED
+  <tag>/COMMITTED        the commit record: JSON with every file of the tag and its size. Written
+                         last, after every rank has fsynced its own files; then fsynced with the
+                         tag directory and the checkpoints directory. A tag counts only with it.
+  latest                 the newest committed tag — a convenience for people and tools; never the
+                         only truth (a missing, empty or garbage `latest` loses nothing)
+  .incomplete/<tag>[.N]  tags without a valid record (an interrupted save, a damaged copy), moved
+                         aside at start-up — never deleted: it might be the only copy of something
 
-A checkpoint counts only once `latest` names it. DeepSpeed's own `latest` is not safe for
-that: rank 0 writes it right after its own files, before the other ranks have finished
-theirs, and with a plain open('w') (a kill in between leaves it empty). So DeepSpeed is told
-not to write it; after DeepSpeed's closing barrier (every rank's files written), rank 0
-fsyncs the tag directory's files and replaces `latest` atomically. A `kill -9` at any moment
-leaves `latest` on the previous complete checkpoint; the next start deletes the partial
-directory (`discard_incomplete`) and resumes from `latest`.
+Rules: a committed tag is never rewritten (saving onto one raises); resuming from an older tag
+while newer committed tags exist is refused (`resume_choice`), so later steps can never overwrite
+them. Loading uses `torch.load(weights_only=True)` — our RNG files hold tensors and plain types
+only; DeepSpeed's own files load through checkpoint_engine.SafeCheckpointEngine with an explicit
+allowlist.
 
-DeepSpeed does not save the torch RNG; without it dropout differs after a resume, so each
-rank saves python/numpy/torch(/cuda) RNG states in its own file.
+DeepSpeed does not save the torch RNG; without it dropout differs after a resume, so each rank
+saves python/numpy/torch(/cuda) RNG states in its own file.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 import random
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +38,8 @@ from pipeline.core.atomic import write_atomically, write_json_atomically
 
 TAG_PATTERN = re.compile(r"^step_(\d{8,})$")
 STATE_FILE = "trainer_state.json"
+COMMIT_FILE = "COMMITTED"
+INCOMPLETE_DIR = ".incomplete"
 
 
 class CheckpointError(RuntimeError):
@@ -46,17 +55,39 @@ def step_of(tag: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+# ---------------------------------------------------------------------------- durability
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory's fsync makes renames/creations in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------- reading the state
+
+
 def read_latest(ckpt_dir: Path) -> str | None:
+    """The tag `latest` names, if it names a committed tag of `ckpt_dir`; else the newest
+    committed tag (`latest` is a convenience: missing, empty, garbage or stale changes nothing)."""
     path = Path(ckpt_dir) / "latest"
-    if not path.is_file():
-        return None
-    tag = path.read_text().strip()
-    return tag or None
+    try:
+        tag = path.read_text(errors="replace").strip() if path.is_file() else ""
+    except OSError:
+        tag = ""
+    if tag and step_of(tag) is not None and commit_problem(Path(ckpt_dir) / tag) is None:
+        return tag
+    committed = committed_tags(ckpt_dir)
+    return committed[-1] if committed else None
 
 
 def write_latest(ckpt_dir: Path, tag: str) -> None:
     with write_atomically(Path(ckpt_dir) / "latest", "w") as handle:
         handle.write(tag)
+    fsync_path(Path(ckpt_dir))
 
 
 def tag_dirs(ckpt_dir: Path) -> list[Path]:
@@ -64,16 +95,87 @@ def tag_dirs(ckpt_dir: Path) -> list[Path]:
     return sorted(dirs, key=lambda p: step_of(p.name))
 
 
-def discard_incomplete(ckpt_dir: Path) -> list[str]:
-    """Delete tag directories newer than `latest` (left by a save that was killed). Rank 0 only."""
-    latest = read_latest(ckpt_dir)
-    latest_step = step_of(latest) if latest else -1
-    removed = []
+def read_commit(tag_dir: Path) -> dict | None:
+    try:
+        record = json.loads((Path(tag_dir) / COMMIT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("files"), dict) else None
+
+
+def commit_problem(tag_dir: Path) -> str | None:
+    """None when `tag_dir` is committed and every file its record lists has the recorded size;
+    else what is wrong (for the message that moves it aside)."""
+    tag_dir = Path(tag_dir)
+    record = read_commit(tag_dir)
+    if record is None:
+        return f"no valid {COMMIT_FILE} record (a save that did not finish)"
+    if record.get("tag") != tag_dir.name:
+        return f"{COMMIT_FILE} names tag {record.get('tag')!r} (the folder was renamed or copied over)"
+    for name, size in record["files"].items():
+        path = tag_dir / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes, the record says {size} (truncated or damaged)"
+    return None
+
+
+def committed_tags(ckpt_dir: Path) -> list[str]:
+    """Tags with a valid commit record, oldest first."""
+    return [p.name for p in tag_dirs(ckpt_dir) if commit_problem(p) is None]
+
+
+def move_aside(ckpt_dir: Path, tag_dir: Path) -> Path:
+    """Move a tag folder to checkpoints/.incomplete/ under a free name; returns where it went."""
+    parking = Path(ckpt_dir) / INCOMPLETE_DIR
+    parking.mkdir(exist_ok=True)
+    target = parking / tag_dir.name
+    n = 0
+    while target.exists():
+        n += 1
+        target = parking / f"{tag_dir.name}.{n}"
+    os.replace(tag_dir, target)
+    fsync_path(parking)
+    fsync_path(Path(ckpt_dir))
+    return target
+
+
+def set_aside_uncommitted(ckpt_dir: Path) -> list[tuple[str, str, Path]]:
+    """Rank 0 at start-up: every tag folder without a valid commit record goes to .incomplete/.
+    Returns (tag, why, new place) for each; nothing is deleted."""
+    moved = []
     for path in tag_dirs(ckpt_dir):
-        if step_of(path.name) > latest_step:
-            shutil.rmtree(path)
-            removed.append(path.name)
-    return removed
+        problem = commit_problem(path)
+        if problem is not None:
+            moved.append((path.name, problem, move_aside(ckpt_dir, path)))
+    return moved
+
+
+def resume_choice(ckpt_dir: Path, resume: str | None) -> tuple[Path, str] | None:
+    """(folder, tag) to resume from: `--resume` if given, else the newest committed tag of this run.
+
+    An explicit older tag while this run holds newer committed ones is refused: its later steps
+    would be saved under the names of those checkpoints, and committed checkpoints are never
+    rewritten."""
+    ckpt_dir = Path(ckpt_dir)
+    committed = committed_tags(ckpt_dir) if ckpt_dir.is_dir() else []
+    if not resume:
+        return (ckpt_dir, committed[-1]) if committed else None
+    path = Path(resume)
+    if step_of(path.name) is None or not path.is_dir():
+        raise CheckpointError(f"--resume {resume}: expected a RUN/checkpoints/step_XXXXXXXX directory")
+    problem = commit_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"--resume {resume}: not a committed checkpoint: {problem}")
+    newer = [tag for tag in committed if step_of(tag) > step_of(path.name)]
+    if newer:
+        raise CheckpointError(
+            f"--resume {resume}: {ckpt_dir} holds newer committed checkpoints {newer}; continuing from "
+            f"{path.name} here would write its later steps under their names, and committed checkpoints are "
+            f"never rewritten. Branch into a new run directory instead: --output NEW_RUN --resume {path}"
+        )
+    return path.parent, path.name
 
 
 def read_state(tag_dir: Path) -> dict:
@@ -83,50 +185,107 @@ def read_state(tag_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
+# ---------------------------------------------------------------------------- RNG
+
+
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG as tensors and plain values (loadable with weights_only=True, no allowlist)."""
+    version, words, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": [version, list(words), gauss],
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, words, gauss = state["python"]
+    random.setstate((version, tuple(words), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def _fsync_tree(directory: Path) -> None:
-    for path in sorted(directory.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+# ---------------------------------------------------------------------------- save / load
 
 
-def save(engine, ckpt_dir: Path, tag: str, state: dict, rank: int, pause_before_commit_s: float = 0.0) -> None:
-    """Collective: every rank calls it. Returns after `latest` names the new checkpoint."""
-    tag_dir = Path(ckpt_dir) / tag
+def _gather(obj, group=None) -> list:
+    out = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(out, obj, group=group)
+    return out
+
+
+def save(
+    engine,
+    ckpt_dir: Path,
+    tag: str,
+    state: dict,
+    rank: int,
+    pause_before_commit_s: float = 0.0,
+    group=None,
+) -> None:
+    """Collective: every rank calls it. Returns once the tag is committed (record + `latest`).
+
+    1. every rank writes its files (ours atomically; DeepSpeed's through SafeCheckpointEngine,
+       which fsyncs each one in the rank that wrote it — on a shared filesystem only the writer's
+       fsync makes its node's data durable);
+    2. the ranks exchange the names and sizes of what they wrote (the exchange is the barrier);
+    3. rank 0 writes COMMITTED (fsynced), fsyncs the tag folder and the checkpoints folder, then
+       points `latest` at the tag."""
+    ckpt_dir = Path(ckpt_dir)
+    tag_dir = ckpt_dir / tag
+    if rank == 0 and tag_dir.exists():
+        if commit_problem(tag_dir) is None:
+            raise CheckpointError(f"{tag_dir}: already committed; a committed checkpoint is never rewritten")
+        moved = move_aside(ckpt_dir, tag_dir)
+        print(f"[checkpoint] {tag}: an uncommitted folder of that name was moved to {moved}", flush=True)
+    torch.distributed.barrier()
     tag_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
     with write_atomically(tag_dir / f"rng_rank{rank}.pt", "wb") as handle:
         torch.save(rng_state(), handle)
+    written[f"rng_rank{rank}.pt"] = (tag_dir / f"rng_rank{rank}.pt").stat().st_size
     if rank == 0:
         write_json_atomically(tag_dir / STATE_FILE, state)
+        written[STATE_FILE] = (tag_dir / STATE_FILE).stat().st_size
+    # pipeline.train.checkpoint_engine.SafeCheckpointEngine fsyncs each file it saves and lists it
+    ds_written = getattr(engine.checkpoint_engine, "written", None)
+    if ds_written is None:
+        raise CheckpointError("the engine's checkpoint engine is not checkpoint_engine.SafeCheckpointEngine")
+    ds_written.clear()
     engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={"trainer_state": state}, save_latest=False)
-    # save_checkpoint ends with a barrier: every rank's files exist now.
+    for path in map(Path, ds_written):
+        if tag_dir in path.parents:
+            written[str(path.relative_to(tag_dir))] = path.stat().st_size
+    fsync_path(tag_dir)
+    everything = {}
+    for files in _gather(written, group):  # also the barrier: every rank has fsynced its files
+        everything.update(files)
     if rank == 0:
-        _fsync_tree(tag_dir)
-        if pause_before_commit_s:  # testing aid: a window for `kill -9` between files and commit
+        for path in sorted(p for p in tag_dir.rglob("*") if p.is_file()):
+            name = str(path.relative_to(tag_dir))
+            if name not in everything and name != COMMIT_FILE:  # e.g. DeepSpeed's recovery scripts
+                fsync_path(path)
+                everything[name] = path.stat().st_size
+        for name, size in everything.items():
+            if not (tag_dir / name).is_file() or (tag_dir / name).stat().st_size != size:
+                raise CheckpointError(
+                    f"{tag_dir / name}: written by another rank ({size} bytes) but not seen here — checkpoints need "
+                    f"a filesystem shared by all nodes"
+                )
+        if pause_before_commit_s:  # test hook: a window for `kill -9` between files and commit
             print(f"[checkpoint] {tag}: files written, pausing {pause_before_commit_s}s before commit", flush=True)
-            import time
-
             time.sleep(pause_before_commit_s)
+        record = {"tag": tag, "step": step_of(tag), "files": dict(sorted(everything.items())), "time": time.time()}
+        write_json_atomically(tag_dir / COMMIT_FILE, record)
+        fsync_path(tag_dir)
+        fsync_path(ckpt_dir)
         write_latest(ckpt_dir, tag)
     torch.distributed.barrier()
 
@@ -142,18 +301,17 @@ def load(engine, ckpt_dir: Path, tag: str, rank: int) -> dict:
     )
     if path is None:
         raise CheckpointError(f"{tag_dir}: DeepSpeed could not load this checkpoint")
-    set_rng_state(torch.load(rng_file, weights_only=False))
+    set_rng_state(torch.load(rng_file, weights_only=True))
     return client["trainer_state"]
 
 
 def prune(ckpt_dir: Path, keep_last: int, keep: set[str]) -> list[str]:
-    """Delete complete checkpoints beyond the newest `keep_last`, sparing tags in `keep`. Rank 0."""
-    latest = read_latest(ckpt_dir)
-    latest_step = step_of(latest) if latest else -1
-    complete = [p for p in tag_dirs(ckpt_dir) if step_of(p.name) <= latest_step]
+    """Delete committed checkpoints beyond the newest `keep_last`, sparing tags in `keep` and the
+    newest. Rank 0. Folders without a record are never touched here."""
+    committed = committed_tags(ckpt_dir)
     removed = []
-    for path in complete[:-keep_last] if keep_last > 0 else complete:
-        if path.name not in keep and path.name != latest:
-            shutil.rmtree(path)
-            removed.append(path.name)
+    for tag in committed[:-keep_last] if keep_last > 0 else committed[:-1]:
+        if tag not in keep and tag != committed[-1]:
+            shutil.rmtree(Path(ckpt_dir) / tag)
+            removed.append(tag)
     return removed

@@ -1,6 +1,6 @@
 """Turn a DeepSpeed checkpoint into a self-contained Hugging Face model directory.
 
-RUN/checkpoints/<tag>/ (+ DeepSpeed's `latest` pointer), RUN/hf_config/ and RUN/tokenizer/
+RUN/checkpoints/<tag>/ (default: the newest committed one), RUN/hf_config/ and RUN/tokenizer/
 go in; RUN/hf/ (or `out_dir`) comes out: fp32 safetensors weights, config, tokenizer files
 and a generation config, loadable with `AutoModelForCausalLM.from_pretrained` and
 `AutoTokenizer.from_pretrained`. ZeRO 1–3 checkpoints are consolidated with DeepSpeed's own
@@ -33,17 +33,26 @@ class ExportError(RuntimeError):
 
 
 def resolve_tag(checkpoint_root: Path, tag: str | None) -> str:
-    """`tag` if given, else the one DeepSpeed's `latest` file names."""
+    """`tag` if given, else the newest committed checkpoint of this trainer, else (a checkpoint
+    written by DeepSpeed alone) the folder DeepSpeed's `latest` file names."""
     if tag is None:
-        tag = read_latest(checkpoint_root)
+        tag = read_latest(checkpoint_root) or _deepspeed_latest(checkpoint_root)
         if tag is None:
             raise ExportError(
-                f"{checkpoint_root / 'latest'}: not found or empty — no complete checkpoint in "
-                f"{checkpoint_root} (or pass --tag)"
+                f"{checkpoint_root}: no complete checkpoint (no step_* folder with a COMMITTED record, no `latest` "
+                f"naming a folder); pass --tag"
             )
     if not (checkpoint_root / tag).is_dir():
         raise ExportError(f"{checkpoint_root / tag}: checkpoint directory not found")
     return tag
+
+
+def _deepspeed_latest(checkpoint_root: Path) -> str | None:
+    try:
+        tag = (checkpoint_root / "latest").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return tag if tag and "/" not in tag and (checkpoint_root / tag).is_dir() else None
 
 
 def _model_states_file(tag_dir: Path) -> Path:
@@ -118,6 +127,13 @@ def split_checkpoint_path(path: Path) -> tuple[Path, str | None]:
     return path, None
 
 
+def _run_validation(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "run.json").read_text()).get("validation")
+    except (OSError, ValueError):
+        return None
+
+
 def export_hf(run_dir: Path, tag: str | None = None, out_dir: Path | None = None) -> Path:
     """Export checkpoint `tag` (default: the latest) of `run_dir` to `out_dir` (default RUN/hf).
     `run_dir` may also be a checkpoint directory RUN/checkpoints/TAG."""
@@ -153,6 +169,9 @@ def export_hf(run_dir: Path, tag: str | None = None, out_dir: Path | None = None
         ).save_pretrained(tmp)
         copy_tokenizer(run_dir / "tokenizer", tmp)
         info = {"run_dir": str(run_dir.resolve()), "tag": tag, "parameters": sum(p.numel() for p in model.parameters())}
+        validation = _run_validation(run_dir)
+        if validation is not None:  # the blocks the trainer's val_ppl scores; `evaluate` reuses them
+            info["validation"] = validation
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         _replace_directory(tmp, out_dir)
     except BaseException:

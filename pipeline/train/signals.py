@@ -1,9 +1,15 @@
-"""Stop requests: SIGTERM / SIGUSR1 set a flag; ranks agree at the step boundary.
+"""Stop requests: SIGTERM / SIGUSR1 set a flag; ranks agree at the next vote.
+
+Installed first thing (`install()` at the top of launch/pretrain.py and of the `train` command,
+before torch, DeepSpeed, configs or the rendezvous are touched): a signal at any moment of
+start-up is remembered, never the default "terminate". This module imports nothing heavy for
+that reason. The trainer votes on the flag (all-reduce MAX) after the rendezvous, before the
+first step and after every step, so every rank stops at the same point even when the scheduler
+signalled only some of them: before the first step it exits 75 without a checkpoint (there is
+nothing new to save), later it saves and exits 75.
 
 The handler only sets a flag (no I/O, no torch calls: a signal can arrive mid-collective or
 mid-save). Further signals while a save runs just set the flag again, so they are harmless.
-At each step boundary the loop all-reduces the flag (MAX), so every rank stops at the same
-step even when the scheduler signalled only some of them.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from __future__ import annotations
 import signal
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpoint saved, start me again to resume
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped on request (checkpoint saved if there was anything new); start me again
+EXIT_ERROR = 2  # a clear error (bad input, config or state, the run directory in use), message on stderr
 
 
 class StopFlag:
@@ -36,3 +43,11 @@ class StopFlag:
     @property
     def raised(self) -> bool:
         return self.signum is not None
+
+
+STOP = StopFlag()  # one per process: installed early, read by the trainer
+
+
+def install() -> StopFlag:
+    """Install the process's stop handlers (idempotent; re-installing keeps a flag already set)."""
+    return STOP.install()

@@ -51,10 +51,8 @@ class TrainConfig:
     peak_tflops_per_device: float | None = None  # MFU denominator; None: known GPUs only
     tensorboard: bool = True
     export_at_end: bool = False  # write RUN/hf (Hugging Face model + tokenizer) when finished
-    # testing aids
-    audit_samples: bool = False  # RUN/audit/rank<r>.jsonl: the sample ids of every step
-    debug_signal_at_step: int | None = None  # rank 0 sends itself SIGUSR1 after this step
-    debug_save_pause_s: float = 0.0  # pause between a checkpoint's files and its commit (kill -9 test)
+    # exactly-once audit: RUN/audit/rank<r>.jsonl holds the sample ids (and micro-batch losses) of every step
+    audit_samples: bool = False
 
     def check(self) -> None:
         if (self.train_tokens is None) == (self.max_steps is None):

@@ -1,10 +1,15 @@
-"""The training loop: one screen of steps around DeepSpeed, plus start-up and shutdown.
+"""The trainer: one object that builds a run, steps it, evaluates it and saves it.
+
+    trainer = Trainer(args)          # configs, data, process group, model, engine, resume
+    code = trainer.train()           # steps until done or stopped; 0 finished, 75 preempted
+    trainer.close()
 
 Start-up (before any compute): configs validated, data manifest read, model config checked
 against the shards, the run directory inspected — a finished run exits 0, a checkpoint is
 resumed (after refusing a different data manifest, tokenizer or world size).
-Each step: this rank's micro-batches from the sampler → forward/backward/step in DeepSpeed →
-one all-reduce that decides stop/time-based-checkpoint on all ranks together.
+Each step (`train_step`): this rank's micro-batches from the sampler → forward/backward/step in
+DeepSpeed. After it, one all-reduce decides stop/time-based-checkpoint on all ranks together;
+the checkpointer says whether a save is due (`CheckPointer.should_save`).
 Exit codes: 0 finished, 75 preempted (checkpoint saved; start again to resume), else error.
 """
 
@@ -12,44 +17,39 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
 
 import torch
 
-from pipeline.core.atomic import write_json_atomically
 from pipeline.core.fingerprint import fingerprint
 from pipeline.core.gpus import peak_tflops
 from pipeline.core.typed_config import ConfigError, to_dict
-from pipeline.evaluation.heldout import PAD_ID, evaluate_blocks
+from pipeline.evaluation.heldout import PAD_ID, EvalResult, evaluate_blocks
 from pipeline.formats.manifest import load_manifest
 from pipeline.formats.packed_shards import PackedBlocks
 from pipeline.model.flops import flops_per_token, matmul_params
-from pipeline.model.model_config import ModelConfig, build_hf_config
+from pipeline.model.model_config import build_hf_config
+from pipeline.train import checkpoint, checkpoint_engine, distributed, signals
+from pipeline.train.audit import SampleAudit
+from pipeline.train.checkpointer import CheckPointer
+from pipeline.train.hooks import TrainHooks
 from pipeline.train.metrics import MetricsLogger
-from pipeline.train.sampler import ResumableSampler, batch_tensor
-from pipeline.train.signals import EXIT_PREEMPTED, StopFlag
-from pipeline.train.train_config import TrainConfig, load_configs, resolve_path
-from tokenizer.tokenizer_config import SPECIAL_IDS
-
-from . import checkpoint, distributed
-
-# The trainer sets these from the train config; a DeepSpeed JSON that also sets them would be
-# a second, silently ignored source of truth.
-TRAINER_OWNED_DS_KEYS = (
-    "train_batch_size",
-    "train_micro_batch_size_per_gpu",
-    "gradient_accumulation_steps",
-    "gradient_clipping",
-    "optimizer",
-    "scheduler",
-    "bf16",
-    "fp16",
+from pipeline.train.run_lock import RunInUse, RunLock
+from pipeline.train.run_setup import (
+    check_resume,
+    deepspeed_config,
+    prepare_run_dir,
+    resolve_precision,
+    validation_selection,
+    write_status,
 )
+from pipeline.train.sampler import ResumableSampler, batch_tensor
+from pipeline.train.signals import EXIT_PREEMPTED
+from pipeline.train.train_config import load_configs, resolve_path
+from tokenizer.tokenizer_config import SPECIAL_IDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,45 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. max_steps=20 model.hf_config.n_layer=4")
 
 
-def deepspeed_config(path: Path, cfg: TrainConfig, precision: str) -> dict:
-    try:
-        base = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read DeepSpeed JSON: {exc}") from None
-    for key in TRAINER_OWNED_DS_KEYS:
-        if key in base:
-            raise ConfigError(f"{path}: {key}: set by the trainer from the train config, remove it here")
-    return {
-        **base,
-        "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
-        "gradient_accumulation_steps": cfg.grad_accum_steps,
-        "gradient_clipping": cfg.grad_clip,
-        "bf16": {"enabled": precision == "bf16"},
-        # torch's AdamW: no C++ build, and bit-exact resume (DeepSpeed's Adam recomputes β^t).
-        # Built by DeepSpeed from this entry (not passed as a client optimizer), which is what
-        # makes ZeRO-Offload accept it.
-        "optimizer": {
-            "type": "AdamW",
-            "params": {
-                "lr": cfg.lr,
-                "betas": [cfg.adam_beta1, cfg.adam_beta2],
-                "eps": cfg.adam_eps,
-                "weight_decay": cfg.weight_decay,
-                "torch_adam": True,
-            },
-        },
-        "steps_per_print": base.get("steps_per_print", 1 << 30),
-    }
-
-
-def resolve_precision(requested: str, device: torch.device) -> str:
-    if requested == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    return requested
-
-
 @dataclasses.dataclass
-class Progress:
+class TrainerState:
+    """What the trainer itself must carry across a resume (the engine, optimizer, scheduler and
+    RNG states are saved beside it)."""
+
     step: int = 0
     consumed_samples: int = 0
     tokens: int = 0
@@ -113,373 +79,369 @@ class Progress:
     best_tag: str | None = None
 
 
-def find_resume_tag(ckpt_dir: Path, resume: str | None) -> tuple[Path, str] | None:
-    if resume:
-        path = Path(resume)
-        if checkpoint.step_of(path.name) is None or not path.is_dir():
-            raise checkpoint.CheckpointError(f"--resume {resume}: expected a RUN/checkpoints/step_XXXXXXXX directory")
-        return path.parent, path.name
-    tag = checkpoint.read_latest(ckpt_dir)
-    return (ckpt_dir, tag) if tag else None
-
-
-def check_resume(state: dict, identity: dict, allow_data_change: bool, where: Path) -> list[str]:
-    """Refuse a resume that cannot be exact; returns warnings for tolerated changes."""
-    for key, what in (("data_fingerprint", "data manifest"), ("tokenizer_fingerprint", "tokenizer")):
-        if state[key] != identity[key] and not allow_data_change:
-            raise checkpoint.CheckpointError(
-                f"{where}: the checkpoint was trained on a different {what} ({key} {state[key]} != {identity[key]}). "
-                f"Pass --allow-data-change to continue on the new data deliberately, or use --output for a new run."
+class Trainer:
+    def __init__(self, args: argparse.Namespace, hooks: TrainHooks | None = None):
+        # launch/pretrain.py and the train command installed these before any heavy import; a
+        # Trainer built another way gets them here (the flag keeps a signal already received)
+        self.stop = signals.install()
+        self.early_exit: tuple[str, int] | None = None  # (state, exit code) when start-up decides to stop
+        self.lock = None
+        self.log = None
+        self.audit = None
+        self.args = args
+        self.hooks = hooks or TrainHooks.from_env()
+        self.dist = dist = distributed.detect(args.local_rank)
+        self.train_cfg, self.model_cfg = load_configs(args.config, args.overrides)
+        self.manifest = manifest = load_manifest(args.data)
+        if manifest.special_ids != SPECIAL_IDS:
+            raise ConfigError(
+                f"{Path(args.data) / 'manifest.json'}: special ids {manifest.special_ids}; the model is built "
+                f"for {SPECIAL_IDS} (prepare the data with this project's tokenizer)"
             )
-    if state["world_size"] != identity["world_size"]:
-        raise checkpoint.CheckpointError(
-            f"{where}: written by {state['world_size']} data-parallel ranks, this run has {identity['world_size']}. "
-            f"ZeRO partitions optimizer state per rank, so restart with {state['world_size']} ranks. Changing the world "
-            f"size mid-run is not supported yet: DeepSpeed can convert the checkpoint (`python -m "
-            f"deepspeed.checkpoint.ds_to_universal --input_folder {where} --output_folder {where}_universal`), but this "
-            f"trainer does not load universal checkpoints; the weights alone are in `python launch/export.py`'s output."
-        )
-    if state["model_fingerprint"] != identity["model_fingerprint"]:
-        raise checkpoint.CheckpointError(f"{where}: the model config differs from the checkpoint's; refusing to load")
-    warnings = []
-    if state["data_fingerprint"] != identity["data_fingerprint"]:
-        warnings.append("continuing on different data (--allow-data-change): the sample stream position is kept")
-    if state["train_fingerprint"] != identity["train_fingerprint"]:
-        warnings.append("the train config differs from the checkpoint's (new values apply from here on)")
-    return warnings
+        self.hf_config = build_hf_config(self.model_cfg, manifest.vocab_size, manifest.block_size)
+        ds_path = resolve_path(args.deepspeed or self.train_cfg.deepspeed_config)
+        deepspeed_config(ds_path, self.train_cfg, "fp32")  # validate before any process group exists
+        self.run_dir = Path(args.output)
+        self.ckpt_dir = self.run_dir / "checkpoints"
 
+        self.device = distributed.init(dist)
+        # On an error from here on, no teardown: a barrier would wait for ranks that are inside
+        # another collective (a hang until the timeout); dying lets the launcher stop the others.
+        self.control = distributed.control_group()
+        self._lock_run_dir()
+        if self._agree(self.stop.raised):  # a signal during imports, configs or the rendezvous
+            self._stop_before_first_step(None)
+            return
+        self._build(ds_path)
 
-def prepare_run_dir(run_dir: Path, hf_config, manifest, run_info: dict) -> None:
-    """Rank 0: model config, tokenizer copy and the resolved run description."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    hf_config.save_pretrained(run_dir / "hf_config")
-    tokenizer_copy = run_dir / "tokenizer"
-    if manifest.tokenizer_dir.is_dir():
-        if tokenizer_copy.exists():
-            shutil.rmtree(tokenizer_copy)
-        shutil.copytree(manifest.tokenizer_dir, tokenizer_copy)
-    write_json_atomically(run_dir / "run.json", run_info)
+    # ------------------------------------------------------------------ start-up
+    def _agree(self, flag: bool) -> bool:
+        """True on every rank when `flag` is True on any (one small all-reduce on the gloo group)."""
+        vote = torch.tensor([float(flag)])
+        torch.distributed.all_reduce(vote, op=torch.distributed.ReduceOp.MAX, group=self.control)
+        return bool(vote[0])
 
+    def _lock_run_dir(self) -> None:
+        """Rank 0 takes RUN/.trainer.lock for the run's life; every rank learns the verdict, so a
+        second trainer on the same --output stops at once on all its ranks."""
+        problem = ""
+        if self.dist.is_main:
+            try:
+                self.lock = RunLock(self.run_dir)
+                self.lock.acquire()
+            except RunInUse as exc:
+                problem = str(exc)
+        if self._agree(bool(problem)):
+            raise RunInUse(problem or f"{self.run_dir}: in use by another trainer (see rank 0's message)")
 
-def write_status(run_dir: Path, dist, state: str, step: int, total_steps: int, exit_code: int) -> None:
-    """RUN/status.json: how the last start ended, for launchers that hide exit codes (torchrun)."""
-    if dist.is_main:
-        write_json_atomically(
-            run_dir / "status.json",
-            {"state": state, "step": step, "total_steps": total_steps, "exit_code": exit_code, "time": time.time()},
-        )
+    def _stop_before_first_step(self, step: int | None) -> None:
+        """A stop signal before the first step: nothing new to save; exit 75 so the job requeues."""
+        self.state = TrainerState(step=step or 0)
+        self.early_exit = ("preempted", EXIT_PREEMPTED)
 
+    def _build(self, ds_path: Path) -> None:
+        import deepspeed
 
-def run(args: argparse.Namespace) -> int:
-    dist = distributed.detect(args.local_rank)
-    train_cfg, model_cfg = load_configs(args.config, args.overrides)
-    manifest = load_manifest(args.data)
-    if manifest.special_ids != SPECIAL_IDS:
-        raise ConfigError(
-            f"{Path(args.data) / 'manifest.json'}: special ids {manifest.special_ids}; the model is built "
-            f"for {SPECIAL_IDS} (prepare the data with this project's tokenizer)"
-        )
-    hf_config = build_hf_config(model_cfg, manifest.vocab_size, manifest.block_size)
-    ds_path = resolve_path(args.deepspeed or train_cfg.deepspeed_config)
-    deepspeed_config(ds_path, train_cfg, "fp32")  # validate before any process group exists
-    run_dir = Path(args.output)
-    ckpt_dir = run_dir / "checkpoints"
+        from pipeline.model.build import build_model
+        from pipeline.train.optim import WarmupCosineSchedule, param_groups
 
-    device = distributed.init(dist)
-    # On an error, no teardown: a barrier would wait for ranks that are inside another collective
-    # (a hang until the timeout); dying lets the launcher stop the other ranks at once.
-    code = train(args, dist, device, train_cfg, model_cfg, manifest, hf_config, ds_path, run_dir, ckpt_dir)
-    distributed.shutdown()
-    return code
+        cfg, dist, manifest = self.train_cfg, self.dist, self.manifest
+        self.block_size = manifest.block_size
+        self.world = world = dist.world_size
+        self.global_batch = cfg.global_batch(world)
+        self.total_steps = cfg.total_steps(world, self.block_size)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        ds_config = deepspeed_config(ds_path, cfg, self.precision)
+        self.identity = {
+            "data_fingerprint": manifest.fingerprint,
+            "tokenizer_fingerprint": manifest.tokenizer_fingerprint,
+            "world_size": world,
+            "model_fingerprint": fingerprint(self.hf_config.to_dict(), length=16),
+            "train_fingerprint": fingerprint(to_dict(cfg), length=16),
+        }
 
-
-def train(
-    args,
-    dist,
-    device,
-    train_cfg: TrainConfig,
-    model_cfg: ModelConfig,
-    manifest,
-    hf_config,
-    ds_path: Path,
-    run_dir: Path,
-    ckpt_dir: Path,
-) -> int:
-    import deepspeed
-
-    from pipeline.model.build import build_model
-    from pipeline.train.optim import WarmupCosineSchedule, param_groups
-
-    block_size = manifest.block_size
-    world = dist.world_size
-    global_batch = train_cfg.global_batch(world)
-    total_steps = train_cfg.total_steps(world, block_size)
-    precision = resolve_precision(train_cfg.precision, device)
-    ds_config = deepspeed_config(ds_path, train_cfg, precision)
-    identity = {
-        "data_fingerprint": manifest.fingerprint,
-        "tokenizer_fingerprint": manifest.tokenizer_fingerprint,
-        "world_size": world,
-        "model_fingerprint": fingerprint(hf_config.to_dict(), length=16),
-        "train_fingerprint": fingerprint(to_dict(train_cfg), length=16),
-    }
-
-    stop = StopFlag().install()  # early: a signal during start-up stops after the first step
-    if dist.is_main and ckpt_dir.is_dir():
-        removed = checkpoint.discard_incomplete(ckpt_dir)
-        if removed:
-            print(f"[checkpoint] removed incomplete checkpoint(s) from an interrupted save: {removed}", flush=True)
-    torch.distributed.barrier()
-    resume = find_resume_tag(ckpt_dir, args.resume)
-    state = checkpoint.read_state(resume[0] / resume[1]) if resume else None
-    if state is not None:
-        warnings = check_resume(state, identity, args.allow_data_change, resume[0] / resume[1])
-        if state["step"] >= total_steps:
+        if dist.is_main and self.ckpt_dir.is_dir():
+            for tag, why, where in checkpoint.set_aside_uncommitted(self.ckpt_dir):
+                print(f"[checkpoint] {tag}: not committed ({why}); moved to {where}", flush=True)
+        torch.distributed.barrier()
+        resume = checkpoint.resume_choice(self.ckpt_dir, self.args.resume)
+        resume_state = checkpoint.read_state(resume[0] / resume[1]) if resume else None
+        if resume_state is not None:
+            warnings = check_resume(resume_state, self.identity, self.args.allow_data_change, resume[0] / resume[1])
+            if resume_state["step"] >= self.total_steps:
+                self.state = TrainerState(step=resume_state["step"])
+                self.early_exit = ("finished", 0)
+                return
             if dist.is_main:
-                print(
-                    f"[train] {run_dir}: already complete at step {state['step']} of {total_steps}; nothing to do",
-                    flush=True,
-                )
-            write_status(run_dir, dist, "finished", state["step"], total_steps, 0)
-            return 0
-        newer = [p.name for p in checkpoint.tag_dirs(resume[0]) if checkpoint.step_of(p.name) > state["step"]]
-        if newer:
-            warnings.append(
-                f"resuming from {resume[1]} although newer checkpoints exist ({newer}); "
-                f"they are replaced as training reaches their steps"
-            )
+                for warning in warnings:
+                    print(f"[train] warning: {warning}", flush=True)
+
+        model = build_model(self.hf_config, self.model_cfg.activation_checkpointing, cfg.seed)
+        n_matmul = matmul_params(model)
+        groups = param_groups(model, cfg.weight_decay)
+        self.engine, _, _, self.scheduler = deepspeed.initialize(
+            model=model,
+            model_parameters=groups,
+            config=ds_config,
+            lr_scheduler=lambda opt: WarmupCosineSchedule(opt, cfg.lr, cfg.min_lr, cfg.warmup_steps, self.total_steps),
+        )
+        checkpoint_engine.make_safe(self.engine)  # weights_only loading, per-rank fsync of saves
+        self.state = TrainerState()
+        if resume_state is not None:
+            self.load_state_dict(checkpoint.load(self.engine, resume[0], resume[1], dist.rank))
+        signals.install()  # again: nothing imported since may keep a handler of its own
+        if self._agree(self.stop.raised):  # a signal while the model was built or loaded
+            self._stop_before_first_step(self.state.step)
+            return
+        self.train_blocks = PackedBlocks(manifest.shard_paths("train"))
+        self.val_blocks = PackedBlocks(manifest.shard_paths("validation"))
+        run_info = {
+            "train_config": to_dict(cfg),
+            "model_config": to_dict(self.model_cfg),
+            "deepspeed_config": ds_config,
+            "data": str(Path(self.args.data).resolve()),
+            **self.identity,
+            "precision": self.precision,
+            "global_batch": self.global_batch,
+            "block_size": self.block_size,
+            "total_steps": self.total_steps,
+            "matmul_params": n_matmul,
+            "resumed_from": str(resume[0] / resume[1]) if resume else None,
+            # what every evaluation scores; `python -m pipeline evaluate` reuses it (via the export)
+            "validation": validation_selection(len(self.val_blocks), cfg.eval_max_blocks),
+        }
         if dist.is_main:
-            for warning in warnings:
-                print(f"[train] warning: {warning}", flush=True)
+            prepare_run_dir(self.run_dir, self.hf_config, manifest, run_info)
+        self.log = MetricsLogger(
+            self.run_dir, enabled=dist.is_main, tensorboard=cfg.tensorboard, resume_step=self.state.step
+        )
+        self.checkpointer = CheckPointer(
+            self.engine, self.ckpt_dir, cfg, dist.rank, self.log, self.hooks.save_pause_s, self.control
+        )
+        self.sampler = ResumableSampler(
+            len(self.train_blocks),
+            cfg.micro_batch_size,
+            cfg.grad_accum_steps,
+            dist.rank,
+            world,
+            cfg.seed,
+            consumed_samples=self.state.consumed_samples,
+        )
+        self.flops = flops_per_token(
+            n_matmul, self.hf_config.num_hidden_layers, self.hf_config.hidden_size, self.block_size
+        )
+        self.peak = cfg.peak_tflops_per_device or (
+            peak_tflops(torch.cuda.get_device_name(self.device), self.precision) if self.device.type == "cuda" else None
+        )
+        if cfg.audit_samples:  # records of the steps redone from here are dropped
+            self.audit = SampleAudit(self.run_dir, dist.rank, self.state.step)
+        self.last_eval: EvalResult | None = None
+        self.log.message(
+            f"[train] {'resuming at step ' + str(self.state.step) if self.state.step else 'starting'}: "
+            f"{self.total_steps} steps × global batch {self.global_batch} ({cfg.micro_batch_size} micro × "
+            f"{cfg.grad_accum_steps} accum × {world} ranks) × {self.block_size} tokens = "
+            f"{self.total_steps * self.global_batch * self.block_size:,} tokens "
+            f"(budget {cfg.train_tokens or 'max_steps'}), {len(self.train_blocks):,} train blocks "
+            f"(~{self.total_steps * self.global_batch / len(self.train_blocks):.2f} epochs), {n_matmul:,} matmul "
+            f"params, {self.precision}, ZeRO stage {self.engine.zero_optimization_stage()}"
+        )
 
-    model = build_model(hf_config, model_cfg.activation_checkpointing, train_cfg.seed)
-    n_matmul = matmul_params(model)
-    groups = param_groups(model, train_cfg.weight_decay)
-    engine, _, _, scheduler = deepspeed.initialize(
-        model=model,
-        model_parameters=groups,
-        config=ds_config,
-        lr_scheduler=lambda opt: WarmupCosineSchedule(
-            opt, train_cfg.lr, train_cfg.min_lr, train_cfg.warmup_steps, total_steps
-        ),
-    )
-    progress = Progress()
-    if state is not None:
-        loaded = checkpoint.load(engine, resume[0], resume[1], dist.rank)
-        progress = Progress(**{f.name: loaded[f.name] for f in dataclasses.fields(Progress)})
-    run_info = {
-        "train_config": to_dict(train_cfg),
-        "model_config": to_dict(model_cfg),
-        "deepspeed_config": ds_config,
-        "data": str(Path(args.data).resolve()),
-        **identity,
-        "precision": precision,
-        "global_batch": global_batch,
-        "block_size": block_size,
-        "total_steps": total_steps,
-        "matmul_params": n_matmul,
-        "resumed_from": str(resume[0] / resume[1]) if resume else None,
-    }
-    if dist.is_main:
-        prepare_run_dir(run_dir, hf_config, manifest, run_info)
-    log = MetricsLogger(run_dir, enabled=dist.is_main, tensorboard=train_cfg.tensorboard, resume_step=progress.step)
-
-    train_blocks = PackedBlocks(manifest.shard_paths("train"))
-    val_blocks = PackedBlocks(manifest.shard_paths("validation"))
-    sampler = ResumableSampler(
-        len(train_blocks),
-        train_cfg.micro_batch_size,
-        train_cfg.grad_accum_steps,
-        dist.rank,
-        world,
-        train_cfg.seed,
-        consumed_samples=progress.consumed_samples,
-    )
-    flops = flops_per_token(n_matmul, hf_config.num_hidden_layers, hf_config.hidden_size, block_size)
-    peak = train_cfg.peak_tflops_per_device or (
-        peak_tflops(torch.cuda.get_device_name(device), precision) if device.type == "cuda" else None
-    )
-    audit = None
-    if train_cfg.audit_samples:
-        (run_dir / "audit").mkdir(parents=True, exist_ok=True)
-        # steps after the checkpoint are redone: a fresh start begins a fresh log
-        audit = open(run_dir / "audit" / f"rank{dist.rank}.jsonl", "a" if progress.step else "w")
-    control = distributed.control_group()
-    log.message(
-        f"[train] {'resuming at step ' + str(progress.step) if progress.step else 'starting'}: {total_steps} steps × "
-        f"global batch {global_batch} ({train_cfg.micro_batch_size} micro × {train_cfg.grad_accum_steps} accum × {world} "
-        f"ranks) × {block_size} tokens = {total_steps * global_batch * block_size:,} tokens "
-        f"(budget {train_cfg.train_tokens or 'max_steps'}), {len(train_blocks):,} train blocks "
-        f"(~{total_steps * global_batch / len(train_blocks):.2f} epochs), {n_matmul:,} matmul params, {precision}, "
-        f"ZeRO stage {engine.zero_optimization_stage()}"
-    )
-
-    def client_state() -> dict:
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """The trainer's own state plus what a resume must check (saved as trainer_state.json and
+        inside DeepSpeed's client state); engine, optimizer and RNG states are saved beside it."""
         return {
-            **dataclasses.asdict(progress),
-            **identity,
-            "epoch": sampler.epoch,
-            "global_batch": global_batch,
-            "scheduler": scheduler.state_dict(),
+            **dataclasses.asdict(self.state),
+            **self.identity,
+            "epoch": self.sampler.epoch,
+            "global_batch": self.global_batch,
+            "scheduler": self.scheduler.state_dict(),
             "time": time.time(),
         }
 
-    last_save_time = time.monotonic()
+    def load_state_dict(self, state: dict) -> None:
+        """The trainer's part of a checkpoint (the sampler is rebuilt from consumed_samples)."""
+        self.state = TrainerState(**{f.name: state[f.name] for f in dataclasses.fields(TrainerState)})
 
-    def save(reason: str) -> None:
-        nonlocal last_save_time
-        tag = checkpoint.tag_for(progress.step)
-        started = time.monotonic()
-        checkpoint.save(engine, ckpt_dir, tag, client_state(), dist.rank, train_cfg.debug_save_pause_s)
-        if dist.is_main:
-            pruned = checkpoint.prune(ckpt_dir, train_cfg.keep_last, {progress.best_tag} - {None})
-            log.message(
-                f"[checkpoint] saved {tag} ({reason}, {time.monotonic() - started:.1f}s)"
-                + (f", pruned {pruned}" if pruned else "")
-            )
-        last_save_time = time.monotonic()
+    # ------------------------------------------------------------------ steps
+    def train_step(self) -> None:
+        """One optimizer step over this rank's micro-batches (their mean loss adds to the log window)."""
+        micro_batches = self.sampler.next_step()
+        micro_losses = []
+        for indices in micro_batches:
+            fetch = time.perf_counter()
+            ids = batch_tensor(self.train_blocks, indices).to(self.device, non_blocking=True)
+            self._window["wait"] += time.perf_counter() - fetch
+            labels = ids.masked_fill(ids == PAD_ID, -100)
+            loss = self.engine(input_ids=ids, labels=labels).loss
+            self.engine.backward(loss)
+            self.engine.step()
+            # added micro-batch by micro-batch, as always: the logged loss stays bitwise the same
+            self._window["loss"] += loss.detach().double() / len(micro_batches)
+            if self.audit is not None:
+                micro_losses.append(loss.item().hex())
+        if self.audit is not None:
+            self.audit.record(self.state.step + 1, micro_batches, micro_losses)
+        self.state.step += 1
+        self.state.consumed_samples = self.sampler.consumed_samples
+        self.state.tokens += self.global_batch * self.block_size
 
-    last_eval = None
-
-    def run_eval() -> bool:
-        """Evaluate; True when this is a new best validation loss."""
-        nonlocal last_eval
-        result = last_eval = evaluate_blocks(
-            engine,
-            val_blocks,
-            train_cfg.eval_micro_batch_size or train_cfg.micro_batch_size,
-            train_cfg.eval_max_blocks,
-            device,
-            dist.rank,
-            world,
+    def evaluate(self) -> bool:
+        """Evaluate on the validation blocks and log it; True when this is a new best loss."""
+        cfg = self.train_cfg
+        result = self.last_eval = evaluate_blocks(
+            self.engine,
+            self.val_blocks,
+            cfg.eval_micro_batch_size or cfg.micro_batch_size,
+            cfg.eval_max_blocks,
+            self.device,
+            self.dist.rank,
+            self.world,
         )
-        log.log(
+        self.log.log(
             {
                 "kind": "eval",
-                "step": progress.step,
-                "tokens": progress.tokens,
+                "step": self.state.step,
+                "tokens": self.state.tokens,
                 "val_loss": result.loss,
                 "val_ppl": result.perplexity,
                 "val_acc": result.accuracy,
                 "val_tokens": result.tokens,
             }
         )
-        if progress.best_val_loss is None or result.loss < progress.best_val_loss:
-            progress.best_val_loss = result.loss
-            progress.best_tag = checkpoint.tag_for(progress.step)
+        if self.state.best_val_loss is None or result.loss < self.state.best_val_loss:
+            self.state.best_val_loss = result.loss
+            self.state.best_tag = checkpoint.tag_for(self.state.step)
             return True
         return False
 
-    engine.train()
-    window = {"steps": 0, "time": 0.0, "wait": 0.0, "loss": torch.zeros((), dtype=torch.float64, device=device)}
-    run_started = time.monotonic()
-    steps_this_run = 0
-    while progress.step < total_steps:
-        step_started = time.perf_counter()
-        wait = 0.0
-        micro_batches = sampler.next_step()
-        micro_losses = []
-        for indices in micro_batches:
-            fetch = time.perf_counter()
-            ids = batch_tensor(train_blocks, indices).to(device, non_blocking=True)
-            wait += time.perf_counter() - fetch
-            labels = ids.masked_fill(ids == PAD_ID, -100)
-            loss = engine(input_ids=ids, labels=labels).loss
-            engine.backward(loss)
-            engine.step()
-            window["loss"] += loss.detach().double() / len(micro_batches)
-            if audit is not None:
-                micro_losses.append(loss.item().hex())
-        if audit is not None:
-            audit.write(
-                json.dumps(
-                    {"step": progress.step + 1, "samples": [i.tolist() for i in micro_batches], "losses": micro_losses}
-                )
-                + "\n"
-            )
-            audit.flush()
-        progress.step += 1
-        progress.consumed_samples = sampler.consumed_samples
-        progress.tokens += global_batch * block_size
-        steps_this_run += 1
-        window["steps"] += 1
-        window["wait"] += wait
-        window["time"] += time.perf_counter() - step_started
+    def _new_window(self) -> None:
+        self._window = {
+            "steps": 0,
+            "time": 0.0,
+            "wait": 0.0,
+            "loss": torch.zeros((), dtype=torch.float64, device=self.device),
+        }
 
-        if progress.step % train_cfg.log_interval == 0 or progress.step == total_steps:
-            loss_sum = window["loss"].clone()
-            torch.distributed.all_reduce(loss_sum)  # also syncs the device: timings are real
-            n = window["steps"]
-            step_time = window["time"] / n
-            tokens_per_s = global_batch * block_size / step_time
-            grad_norm = engine.get_global_grad_norm()
-            log.log(
-                {
-                    "kind": "train",
-                    "step": progress.step,
-                    "epoch": progress.consumed_samples / len(train_blocks),
-                    "consumed_samples": progress.consumed_samples,
-                    "tokens": progress.tokens,
-                    "loss": loss_sum.item() / (n * world),
-                    "lr": scheduler.get_last_lr()[0],
-                    "grad_norm": float(grad_norm) if grad_norm is not None else None,
-                    "tokens_per_s": tokens_per_s,
-                    "samples_per_s": global_batch / step_time,
-                    "step_time_s": step_time,
-                    "data_wait_share": window["wait"] / window["time"],
-                    "mfu": flops * tokens_per_s / (world * peak * 1e12) if peak else None,
-                    "eta_s": (total_steps - progress.step) * (time.monotonic() - run_started) / steps_this_run,
-                }
-            )
-            window = {"steps": 0, "time": 0.0, "wait": 0.0, "loss": torch.zeros_like(window["loss"])}
-
-        if train_cfg.debug_signal_at_step == progress.step and dist.is_main:
-            os.kill(os.getpid(), signal.SIGUSR1)
-        finished = progress.step >= total_steps
-        new_best = False
-        if progress.step % train_cfg.eval_interval == 0 or finished:
-            new_best = run_eval()
-        # One collective decides for all ranks: a stop signal anywhere, or rank 0's clock.
-        time_due = (time.monotonic() - last_save_time) / 60 >= train_cfg.checkpoint_interval_minutes
-        votes = torch.tensor([float(stop.raised), float(time_due and dist.is_main)])  # CPU: see control_group
-        torch.distributed.all_reduce(votes, op=torch.distributed.ReduceOp.MAX, group=control)
-        stopping, time_due = bool(votes[0]), bool(votes[1])
-        if stopping or finished or new_best or time_due or progress.step % train_cfg.checkpoint_interval_steps == 0:
-            reason = (
-                "stop signal"
-                if stopping
-                else "end"
-                if finished
-                else "new best val loss"
-                if new_best
-                else "timer"
-                if time_due
-                else "interval"
-            )
-            save(reason)
-        if stopping and not finished:
-            stop.ignore_further()
-            log.message(
-                f"[train] stop signal: checkpoint {checkpoint.tag_for(progress.step)} saved; "
-                f"exit {EXIT_PREEMPTED} (start the same command again to resume)"
-            )
-            write_status(run_dir, dist, "preempted", progress.step, total_steps, EXIT_PREEMPTED)
-            log.close()
-            return EXIT_PREEMPTED
-
-    if train_cfg.export_at_end and dist.is_main:
-        from pipeline.train.export import export_hf
-
-        out = export_hf(run_dir, checkpoint.read_latest(ckpt_dir))
-        log.message(f"[export] Hugging Face model + tokenizer in {out}")
-    write_status(run_dir, dist, "finished", progress.step, total_steps, 0)
-    if last_eval is not None:
-        log.message(
-            f"[train] finished {progress.step} steps: held-out perplexity {last_eval.perplexity:.3f} "
-            f"(val loss {last_eval.loss:.4f}, next-token accuracy {last_eval.accuracy:.3f}, "
-            f"{last_eval.tokens:,} tokens)"
+    def _log_train(self, run_started: float, steps_this_run: int) -> None:
+        window, world = self._window, self.world
+        loss_sum = window["loss"].clone()
+        torch.distributed.all_reduce(loss_sum)  # also syncs the device: timings are real
+        n = window["steps"]
+        step_time = window["time"] / n
+        tokens_per_s = self.global_batch * self.block_size / step_time
+        grad_norm = self.engine.get_global_grad_norm()
+        self.log.log(
+            {
+                "kind": "train",
+                "step": self.state.step,
+                "epoch": self.state.consumed_samples / len(self.train_blocks),
+                "consumed_samples": self.state.consumed_samples,
+                "tokens": self.state.tokens,
+                "loss": loss_sum.item() / (n * world),
+                "lr": self.scheduler.get_last_lr()[0],
+                "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                "tokens_per_s": tokens_per_s,
+                "samples_per_s": self.global_batch / step_time,
+                "step_time_s": step_time,
+                "data_wait_share": window["wait"] / window["time"],
+                "mfu": self.flops * tokens_per_s / (world * self.peak * 1e12) if self.peak else None,
+                "eta_s": (self.total_steps - self.state.step) * (time.monotonic() - run_started) / steps_this_run,
+            }
         )
-    log.close()
-    if audit is not None:
-        audit.close()
-    return 0
+        self._new_window()
+
+    def _vote(self) -> tuple[bool, bool]:
+        """One collective decides for all ranks: a stop signal anywhere, or rank 0's clock."""
+        votes = torch.tensor([float(self.stop.raised), float(self.checkpointer.time_due())])  # CPU: see control_group
+        torch.distributed.all_reduce(votes, op=torch.distributed.ReduceOp.MAX, group=self.control)
+        return bool(votes[0]), bool(votes[1])
+
+    def train(self) -> int:
+        """Step until the budget is done (0) or a stop signal was checkpointed (75)."""
+        cfg, state = self.train_cfg, self.state
+        if self.early_exit == ("finished", 0):
+            if self.dist.is_main:
+                print(
+                    f"[train] {self.run_dir}: already complete at step {state.step} of {self.total_steps}; nothing to do",
+                    flush=True,
+                )
+            write_status(self.run_dir, self.dist, "finished", state.step, self.total_steps, 0)
+            return 0
+        if self.early_exit is not None:
+            self.stop.ignore_further()
+            if self.dist.is_main:
+                print(
+                    f"[train] stop signal during start-up: nothing new to save (step {state.step}); exit "
+                    f"{EXIT_PREEMPTED} (start the same command again to resume)",
+                    flush=True,
+                )
+            write_status(self.run_dir, self.dist, "preempted", state.step, None, EXIT_PREEMPTED)
+            return EXIT_PREEMPTED
+        self.engine.train()
+        self._new_window()
+        run_started = time.monotonic()
+        steps_this_run = 0
+        while state.step < self.total_steps:
+            step_started = time.perf_counter()
+            self.train_step()
+            steps_this_run += 1
+            self._window["steps"] += 1
+            self._window["time"] += time.perf_counter() - step_started
+            if state.step % cfg.log_interval == 0 or state.step == self.total_steps:
+                self._log_train(run_started, steps_this_run)
+
+            if self.hooks.signal_at_step == state.step and self.dist.is_main:
+                os.kill(os.getpid(), signal.SIGUSR1)
+            finished = state.step >= self.total_steps
+            new_best = False
+            if state.step % cfg.eval_interval == 0 or finished:
+                new_best = self.evaluate()
+            stopping, time_due = self._vote()
+            reason = self.checkpointer.should_save(
+                state.step, stopping=stopping, finished=finished, new_best=new_best, time_due=time_due
+            )
+            if reason:
+                self.checkpointer.save(state.step, self.state_dict(), reason, keep={state.best_tag} - {None})
+            if stopping and not finished:
+                self.stop.ignore_further()
+                self.log.message(
+                    f"[train] stop signal: checkpoint {checkpoint.tag_for(state.step)} saved; "
+                    f"exit {EXIT_PREEMPTED} (start the same command again to resume)"
+                )
+                write_status(self.run_dir, self.dist, "preempted", state.step, self.total_steps, EXIT_PREEMPTED)
+                return EXIT_PREEMPTED
+
+        if cfg.export_at_end and self.dist.is_main:
+            from pipeline.train.export import export_hf
+
+            out = export_hf(self.run_dir, checkpoint.read_latest(self.ckpt_dir))
+            self.log.message(f"[export] Hugging Face model + tokenizer in {out}")
+        write_status(self.run_dir, self.dist, "finished", state.step, self.total_steps, 0)
+        if self.last_eval is not None:
+            e = self.last_eval
+            self.log.message(
+                f"[train] finished {state.step} steps: held-out perplexity {e.perplexity:.3f} "
+                f"(val loss {e.loss:.4f}, next-token accuracy {e.accuracy:.3f}, {e.tokens:,} tokens)"
+            )
+        return 0
+
+    def close(self) -> None:
+        """Flush and close the run's files, leave the process group (all ranks together), then
+        release the run directory."""
+        if self.log is not None:
+            self.log.close()
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = None
+        distributed.shutdown()
+        if self.lock is not None:
+            self.lock.release()
+
+
+def run(args: argparse.Namespace) -> int:
+    """`python -m pipeline train` / launch/pretrain.py: one rank of a run."""
+    trainer = Trainer(args)
+    code = trainer.train()
+    trainer.close()
+    return code

@@ -17,6 +17,7 @@ from pipeline.tools.report_plots import render_training_report
 from tests.helpers.tiny_lm import make_data_dir, tiny_corpus, train_tokenizer_dir
 
 ROOT = Path(__file__).resolve().parents[2]
+EVAL_MAX_BLOCKS = 12  # fewer than the validation split holds (as zh-3b1.yaml's 8,192 of ~30k)
 
 
 @pytest.mark.slow
@@ -50,6 +51,7 @@ def test_trainer_export_evaluate_report_generate(tmp_path):
         str(run_dir),
         "max_steps=20",
         "eval_interval=10",
+        f"eval_max_blocks={EVAL_MAX_BLOCKS}",
         "log_interval=5",
         "export_at_end=true",
         "tensorboard=false",
@@ -60,13 +62,23 @@ def test_trainer_export_evaluate_report_generate(tmp_path):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     last_eval = [r for r in records if r["kind"] == "eval"][-1]
     assert last_eval["step"] == 20
+    # more validation blocks than eval_max_blocks: evaluate must pick the trainer's selection itself
+    validation_blocks = json.loads((run_dir / "run.json").read_text())["validation"]["of"]
+    assert validation_blocks > EVAL_MAX_BLOCKS
     result = evaluate(
         EvaluationRequest(model_dir=run_dir / "hf", data_dir=data, device="cpu", dtype="fp32", progress=False)
     )
+    assert result["blocks"] == EVAL_MAX_BLOCKS and "the training run's eval selection" in result["selection"]
     assert result["tokens"] == last_eval["val_tokens"]
     assert result["perplexity"] == pytest.approx(last_eval["val_ppl"], rel=1e-9)
     assert result["accuracy"] == pytest.approx(last_eval["val_acc"], abs=1e-12)
     assert result["perplexity"] < result["unigram"]["perplexity"]
+    everything = evaluate(
+        EvaluationRequest(
+            model_dir=run_dir / "hf", data_dir=data, device="cpu", dtype="fp32", progress=False, all_blocks=True
+        )
+    )
+    assert everything["blocks"] == validation_blocks and everything["selection"].startswith("all ")
 
     report = render_training_report(run_dir)
     assert report["series"]["val_ppl"]["y"][-1] == last_eval["val_ppl"]

@@ -153,10 +153,13 @@ def write_run_configs(directory: Path, **train_overrides) -> Path:
     return write_yaml(directory / "train.yaml", train)
 
 
-def train_env() -> dict:
+def train_env(**hooks: str) -> dict:
+    """The launch environment; `hooks`: test hooks (pipeline/train/hooks.py), e.g.
+    ZH_PRETRAIN_TEST_SIGNAL_AT_STEP="5"."""
     import os
 
     env = dict(os.environ)
+    env.update(hooks)
     env.update(
         OMP_NUM_THREADS="1",
         HF_HUB_OFFLINE="1",
@@ -199,13 +202,13 @@ def train_command(
     return head + args + list(extra)
 
 
-def run_training(*args, timeout: float = 240, **kwargs):
+def run_training(*args, timeout: float = 240, hooks: dict | None = None, **kwargs):
     """Run a training launch to completion; returns CompletedProcess (stdout+stderr merged)."""
     import subprocess
 
     return subprocess.run(
         train_command(*args, **kwargs),
-        env=train_env(),
+        env=train_env(**(hooks or {})),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -215,17 +218,33 @@ def run_training(*args, timeout: float = 240, **kwargs):
 
 
 def audit_steps(run: Path, world: int = 2) -> dict[int, dict]:
-    """step → {"stream": sample ids in stream order, "losses": per-rank per-micro loss hex}."""
-    per_rank = [read_jsonl(Path(run) / "audit" / f"rank{r}.jsonl") for r in range(world)]
-    steps: dict[int, dict] = {}
-    for rank, records in enumerate(per_rank):
-        for record in records:
-            entry = steps.setdefault(record["step"], {"micro": {}, "losses": {}})
-            entry["micro"][rank] = record["samples"]
-            entry["losses"][rank] = record["losses"]
-    out = {}
-    for step, entry in sorted(steps.items()):
-        accum = len(entry["micro"][0])
-        stream = [i for k in range(accum) for r in range(world) for i in entry["micro"][r][k]]
-        out[step] = {"stream": stream, "losses": [entry["losses"][r] for r in range(world)]}
-    return out
+    """step → {"stream": sample ids in stream order, "losses": per-rank per-micro loss hex}; the
+    strict reader: a step logged twice by a rank or a gap fails (pipeline.train.audit)."""
+    from pipeline.train.audit import read_audit
+
+    return read_audit(Path(run), world)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a launcher and every process under it at once. Not `killpg`: torchrun starts each
+    rank in a session of its own, so a signal to the launcher's process group misses the ranks
+    (they would run on as orphans)."""
+    import os
+    import signal
+
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in tree:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -4,8 +4,8 @@ The training entry here is a small real stand-in (written below, passed via TRAI
 the contract of launch/pretrain.py: ranks from RANK/WORLD_SIZE/LOCAL_RANK, a real gloo
 rendezvous at MASTER_ADDR:MASTER_PORT, USR1/TERM → checkpoint and exit 75, exit 0 when the
 budget is done (at once if started on a finished run). It lets these tests check the batch
-script's signal/requeue logic without the cost of DeepSpeed; test_slurm_pipeline.py runs the
-real trainer.
+script's signal/requeue logic without the cost of DeepSpeed; test_slurm_pretrain.py runs the
+real trainer for the outside requeue, the partition preemption, scancel and the time-limit USR1.
 """
 
 from __future__ import annotations
@@ -175,60 +175,6 @@ def test_batch_signal_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path):
     (record,) = slurm_cluster.wait_finished(again, timeout=120)
     assert record["JobState"] == "COMPLETED" and record["Restarts"] == "0", record
     assert [e["event"] for e in events(run, 0)][-1] == "already_finished"
-
-
-def test_requeue_from_outside_resumes(slurm_cluster, tmp_path):
-    """`scontrol requeue` by an operator: SLURM terminates the job (SIGTERM), the ranks
-    checkpoint, and the requeued job resumes from that checkpoint."""
-    job, run, log = submit_training(slurm_cluster, tmp_path, "--steps", str(STEPS), "--save-seconds", "2")
-    slurm_cluster.wait_until(lambda: last_step(run, 0) >= 3 and last_step(run, 1) >= 3, 120, "training steps")
-    slurm_cluster.run("scontrol", "requeue", job)
-
-    (record,) = slurm_cluster.wait_finished(job, timeout=180)
-    assert record["JobState"] == "COMPLETED" and int(record["Restarts"]) == 1, record
-    assert_resumed_exactly(run, world=2)
-    text = log.read_text()
-    assert "SLURM_RESTART_COUNT=1" in text and "leaving the job to SLURM" in text
-
-
-def test_scancel_checkpoints_and_stops_for_good(slurm_cluster, tmp_path):
-    """`scancel` (SIGTERM to the batch shell and the ranks): the ranks checkpoint, and the job
-    ends CANCELLED — the script must not requeue a job the user cancelled."""
-    job, run, log = submit_training(slurm_cluster, tmp_path, "--steps", str(STEPS), "--save-seconds", "2")
-    slurm_cluster.wait_until(lambda: last_step(run, 0) >= 3 and last_step(run, 1) >= 3, 120, "training steps")
-    slurm_cluster.run("scancel", job)
-
-    # The script's last word comes before it exits; a requeue could only have come before it.
-    slurm_cluster.wait_until(lambda: "leaving the job to SLURM" in log.read_text(), 120, "the script's decision")
-    (record,) = slurm_cluster.wait_finished(job, timeout=120)
-    assert record["JobState"] == "CANCELLED" and record["Restarts"] == "0", record
-    assert "requeueing job" not in log.read_text()
-    for rank in range(2):
-        history = events(run, rank)
-        assert [e["event"] for e in history if e["event"] != "step"] == ["start", "checkpoint"]
-        checkpoint = json.loads((run / f"checkpoint-rank{rank}.json").read_text())
-        assert checkpoint["step"] == history[-1]["step"] > 0
-
-
-def test_preemption_by_high_priority_partition(slurm_cluster, tmp_path):
-    """A job in the `high` partition needs the CPUs: the `low` job gets SIGTERM and a grace
-    time, checkpoints, is requeued, and resumes after the high-priority job is done."""
-    job, run, log = submit_training(slurm_cluster, tmp_path, "--steps", str(STEPS), "--save-seconds", "2")  # both CPUs
-    slurm_cluster.wait_until(lambda: last_step(run, 0) >= 3 and last_step(run, 1) >= 3, 120, "training steps")
-    marker = tmp_path / "high.done"
-    urgent = slurm_cluster.sbatch(
-        "--partition=high", "--ntasks=2", f"--output={tmp_path / 'high.log'}", f"--wrap=touch {marker}"
-    )
-
-    (urgent_record,) = slurm_cluster.wait_finished(urgent, timeout=120)
-    assert urgent_record["JobState"] == "COMPLETED" and marker.exists()
-    (record,) = slurm_cluster.wait_finished(job, timeout=180)
-    assert record["JobState"] == "COMPLETED" and int(record["Restarts"]) == 1, record
-    assert_resumed_exactly(run, world=2)
-    text = log.read_text()
-    assert "requeueing job" in text and "SLURM_RESTART_COUNT=1" in text
-    # The high-priority job ran while the low one was off the node, before it resumed.
-    assert urgent_record["EndTime"] <= record["StartTime"], (urgent_record, record)
 
 
 def test_failure_is_not_requeued(slurm_cluster, tmp_path):
