@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, TEST_OVERRIDES, prepare_args, run_pipeline
 
 from pipeline.core.typed_config import from_dict
 from pipeline.data.executor import run_stage_locally
@@ -23,6 +22,7 @@ from pipeline.data.stages import STAGE_NAMES, STAGES
 from pipeline.formats.documents import read_records
 from pipeline.formats.manifest import load_manifest
 from pipeline.formats.packed_shards import PackedBlocks
+from tests.conftest import REPO, TEST_OVERRIDES, prepare_args, run_pipeline
 from tokenizer import SentencePieceTokenizer
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TEST_OVERRIDES
-from slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (fixture)
+
+from tests.conftest import REPO, TEST_OVERRIDES
+from tests.helpers.slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

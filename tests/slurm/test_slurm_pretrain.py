@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (fixture)
+
+from tests.conftest import REPO
+from tests.helpers.slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 
 import pytest
-from slurm_cluster import REPO, SlurmCluster, slurm_cluster  # noqa: F401  (fixture)
+
+from tests.helpers.slurm_cluster import REPO, SlurmCluster, slurm_cluster  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slurm
 
