@@ -210,6 +210,8 @@ def run_stage_locally(plan: Plan, stage: Stage, workers: int, show_progress: boo
     """Run every pending task of `stage` with `workers` processes; returns seconds spent."""
     todo = pending_tasks(plan, stage)
     total_tasks = stage.count_tasks(plan)
+    for task_id in sorted(set(range(total_tasks)) - set(todo)):
+        _tidy_finished(plan, stage.name, task_id, FileLock(lock_path(plan, stage.name, task_id)))
     start = time.monotonic()
     if total_tasks == 0:  # a stage switched off by its config (e.g. near dedup)
         return 0.0
