@@ -82,6 +82,7 @@ def make_setup(root: Path, corpus_bytes: int = 300_000, seed: int = 3) -> Setup:
             "tokenizer.vocab_size=1500",
         ]
     )
+    assert trained.returncode == 0, trained.stderr
     setup = Setup(corpus=corpus, tokenizer=root / "tokenizer", reference=root / "reference")
     shutil.copytree(first / "tokenizer", setup.tokenizer)
     shutil.rmtree(first)
