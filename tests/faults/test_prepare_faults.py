@@ -15,16 +15,15 @@ from tests.faults.harness import (
     case_disk_full,
     case_kill_every_stage,
     case_two_at_once,
-    make_setup,
     new_seed,
 )
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> Setup:
-    return make_setup(tmp_path_factory.mktemp("faults"))
+@pytest.fixture
+def setup(fault_setup) -> Setup:
+    return fault_setup
 
 
 @pytest.fixture
