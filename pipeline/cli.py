@@ -75,3 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PlanError, ManifestError, PublishError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3 if isinstance(exc, InputsChanged) else 4 if isinstance(exc, TaskBusy) else 2
+    except ValueError as exc:
+        from tokenizer.load import TokenizerDirError
+        from tokenizer.train import TokenizerTrainingError
+
+        if not isinstance(exc, (TokenizerDirError, TokenizerTrainingError)):
+            raise
+        print(f"error: {exc}", file=sys.stderr)  # a sample too small for the vocabulary, a bad --tokenizer
+        return 2
