@@ -45,6 +45,9 @@ def test_force_without_plan_json_starts_over(fault_setup, tmp_path):
     output = tmp_path / "out"
     shutil.copytree(fault_setup.reference, output)
     (output / "plan.json").unlink()
+    (output / "report.md").write_text("a report of the old data\n")  # written by `report`: ours
+    (output / ".plan.json.tmp-123-abcd").write_text("{")  # a temporary of a killed init: ours
+    (output / "notes.txt").write_text("the user's\n")  # not ours: stays
     command = [
         sys.executable, "-m", "pipeline", "prepare", "--input", f"{fault_setup.corpus}/**/*.csv*",
         "--output", str(output), "--num-tasks", NUM_TASKS, "--tokenizer", str(fault_setup.tokenizer),
@@ -55,6 +58,8 @@ def test_force_without_plan_json_starts_over(fault_setup, tmp_path):
     result = run([*command, "--force", *FAULT_SETTINGS, "clean.min_chars=30"])
     assert result.returncode == 0, result.stderr
     assert "already done" not in result.stdout
+    assert not (output / "report.md").exists() and not (output / ".plan.json.tmp-123-abcd").exists()
+    assert (output / "notes.txt").read_text() == "the user's\n"
     plan = json.loads((output / "plan.json").read_text())
     markers = list((output / "work" / "markers").rglob("*.json"))
     assert markers and {json.loads(m.read_text())["plan"] for m in markers} == {plan["fingerprint"]}
