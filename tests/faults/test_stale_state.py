@@ -32,6 +32,8 @@ def test_a_marker_from_another_plan_is_stale_never_done(fault_setup, tmp_path):
     # b's output holds a's clean outputs and markers (copied, or left by a run of another plan)
     shutil.copytree(tmp_path / "a" / "work", tmp_path / "b" / "work", dirs_exist_ok=True)
     assert pending_tasks(plans["b"], clean) == [0, 1, 2]
+    status = run([sys.executable, "-m", "pipeline", "status", "--output", str(tmp_path / "b")])
+    assert status.returncode == 1 and "3 stale marker(s)" in status.stdout and "another plan" in status.stdout
     with pytest.raises(PlanError, match=r"markers/clean/00000\.json.*another plan"):
         read_marker(plans["b"], "clean", 0)
     run_stage_locally(plans["b"], clean, workers=1, show_progress=False)
