@@ -128,24 +128,39 @@ def start(command: list[str], **kwargs) -> subprocess.Popen:
     )
 
 
-def session_members(sid: int) -> list[int]:
-    """Live (not zombie) processes of session `sid`, from /proc."""
+PF_EXITING = 0x4  # /proc/PID/stat flags: the process is inside exit()
+SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
+
+
+def session_members(sid: int, dying: bool = True) -> list[int]:
+    """Processes of session `sid` that have not exited (zombies excluded), from /proc; with
+    dying=False also without those already on their way out (SIGKILL pending, or in exit())."""
     members = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
+            status = (entry / "status").read_text() if not dying else ""
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-        state, session = fields[0], int(fields[3])
-        if session == sid and state != "Z":
-            members.append(int(entry.name))
+        state, session, flags = fields[0], int(fields[3]), int(fields[6])
+        if session != sid or state in "ZX":
+            continue
+        if not dying:
+            pending = {
+                k: int(v, 16)
+                for k, v in (line.split(":\t") for line in status.splitlines())
+                if k in ("SigPnd", "ShdPnd")
+            }
+            if flags & PF_EXITING or any(mask & SIGKILL_BIT for mask in pending.values()):
+                continue
+        members.append(int(entry.name))
     return members
 
 
-def wait_gone(sid: int, timeout: float = 10.0) -> list[int]:
+def wait_gone(sid: int, timeout: float = 30.0) -> list[int]:
     deadline = time.monotonic() + timeout
     while (left := session_members(sid)) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -174,7 +189,7 @@ def kill(process: subprocess.Popen, mode: str) -> bool:
             process.kill()
     except ProcessLookupError:
         pass
-    process.communicate()
+    process.wait()  # not communicate(): orphans holding the output pipes would delay it until they exit
     return alive
 
 
@@ -185,11 +200,15 @@ def kill_during(setup: Setup, output: Path, stage: str, mode: str, rng: random.R
     reached = wait_for_stage(output, stage, process)
     time.sleep(rng.uniform(0.0, max_delay))
     landed = kill(process, mode)
-    orphans = wait_gone(process.pid)
+    # the parent is dead and reaped: its workers must be dying already (PR_SET_PDEATHSIG), not
+    # merely about to finish their task and notice the broken pipe
+    orphans = session_members(process.pid, dying=False)
+    left = wait_gone(process.pid)
+    for pid in left:  # do not leave them running after the test
+        os.kill(pid, signal.SIGKILL)
+    process.communicate()
     if orphans:
-        for pid in orphans:  # do not leave them running after the test
-            os.kill(pid, signal.SIGKILL)
-        return f"CORRUPT orphans {orphans} outlived the parent"
+        return f"CORRUPT orphans {orphans} outlived the parent (still alive after: {left})"
     return "" if reached and landed else "missed"
 
 
