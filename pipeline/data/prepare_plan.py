@@ -250,8 +250,13 @@ def _read_plan_json(path: Path) -> dict | None:
     return raw if isinstance(raw, dict) else {"fingerprint": None, "unreadable": True}
 
 
+def _plan_temporaries(output: Path) -> list[Path]:
+    return list(output.glob(".plan.json.tmp*"))  # left by an init killed while writing plan.json
+
+
 def _holds_anything(output: Path) -> bool:
-    return any(entry.name != LOCK_NAME for entry in output.iterdir())
+    leftovers = {LOCK_NAME, *(p.name for p in _plan_temporaries(output))}
+    return any(entry.name not in leftovers for entry in output.iterdir())
 
 
 def _open_output(plan: Plan, force: bool) -> FileLock:
@@ -285,6 +290,8 @@ def _open_output(plan: Plan, force: bool) -> FileLock:
         if current is not None and current.get("fingerprint") == plan.fingerprint:
             lock.acquire(shared=True)  # another run started together with us wrote the same plan
             return lock
+        if current is not None:
+            raise PlanError(f"{output}: another run wrote a different plan.json meanwhile; re-run to see it")
         if not told:
             print(f"{output}: waiting for another process to finish writing plan.json", file=sys.stderr, flush=True)
             told = True
@@ -300,6 +307,8 @@ def _open_output(plan: Plan, force: bool) -> FileLock:
                 raise PlanError(
                     f"{output} exists, is not empty and holds no plan.json; refusing to write into it (use --force)"
                 )
+            for leftover in _plan_temporaries(output):  # alone in OUT: no live writer owns them
+                leftover.unlink(missing_ok=True)
             write_json_atomically(plan_path, plan.to_json())
     except BaseException:
         lock.release()
