@@ -117,3 +117,11 @@ def test_training_refuses_a_shard_resized_after_prepare(fault_setup, tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and str(shard) in result.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_the_leftover_of_a_killed_plan_write_is_removed(fault_setup, tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / ".plan.json.tmp-99-dead").write_text("{")  # init killed while writing plan.json
+    create_plan([f"{fault_setup.corpus}/**/*.csv*"], output, PrepareConfig(), num_tasks=int(NUM_TASKS))
+    assert sorted(p.name for p in output.iterdir()) == [".lock", "plan.json"]
