@@ -235,7 +235,10 @@ def run_stage_locally(plan: Plan, stage: Stage, workers: int, show_progress: boo
     else:
         # fork keeps start-up cheap and inherits plan and stage; tasks share nothing but files.
         context = multiprocessing.get_context("fork")
-        counter = _shared_counter = context.Value("q", 0)
+        try:
+            counter = _shared_counter = context.Value("q", 0)  # a page in a file under /dev/shm
+        except OSError as exc:
+            raise TaskFailed(f"[{stage.name}] cannot start the worker pool: {describe_os_error(exc)}") from None
         _current = (plan, stage)
         with context.Pool(min(workers, len(todo)), initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             results = pool.imap_unordered(_run_in_worker, todo)

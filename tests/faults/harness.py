@@ -281,7 +281,8 @@ def case_disk_full(setup: Setup, work: Path, rng: random.Random) -> str:
         path.unlink()
     (output / "manifest.json").unlink()
     largest = max(len(data) for name, data in tree(setup.reference).items() if name.endswith(".arrow"))
-    limit = rng.randint(1024, largest - 1)
+    # ≥ one page: the pool's shared progress counter lives in a 4 KiB file that must fit
+    limit = rng.randint(4096, largest - 1)
     process = start(prepare_command(setup, output), preexec_fn=_limit_file_size(limit))
     _, err = process.communicate()
     if process.returncode == 0:
