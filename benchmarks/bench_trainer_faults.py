@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.faults import harness  # noqa: E402
+from tests.faults import trainer_harness as harness  # noqa: E402
 
 
 def main() -> int:

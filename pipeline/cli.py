@@ -2,8 +2,14 @@
 
 Each command is a module in pipeline/commands with `add_arguments(parser)` and `run(args) -> int`.
 Modules are imported only when their command runs, so `--help` stays fast and torch is never
-loaded for data preparation. Exit codes: 0 done, 2 a clear error (bad input, config or state),
-75 stopped by a signal with a checkpoint saved (train), anything else a bug.
+loaded for data preparation. Exit codes:
+  0   done
+  1   `status`: some task pending; `verify`: some file differs from the manifest (each named)
+  2   a clear error: bad input, config or state, a task that could not write (disk full), …
+  3   `task`/`prepare`: an input file changed since `init` (plan.json) — re-init with --force
+  4   `task --no-wait`: the same task is running elsewhere (its lock is held)
+  75  stopped by a signal with a checkpoint saved (train)
+  anything else: a bug
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ COMMANDS = {
     "tasks": "print the number of tasks of a stage (for sbatch --array)",
     "task": "run exactly one task of one stage (for SLURM array jobs)",
     "status": "show done/pending tasks of each stage of an output directory",
+    "verify": "re-hash every shard and document file of a prepared directory against its manifest",
     "report": "figures + report.md of prepared data (--output OUT) or of a training run (--run RUN)",
     "plan": "estimate steps, time, memory per GPU per ZeRO stage and disk of a training run",
     "train": "pretrain with DeepSpeed in this process (one rank; `deepspeed launch/pretrain.py` starts many)",
@@ -58,11 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
-    from pipeline.data.prepare_plan import PlanError
+    from pipeline.core.atomic import PublishError
+    from pipeline.data.executor import TaskBusy
+    from pipeline.data.prepare_plan import InputsChanged, PlanError
     from pipeline.formats.manifest import ManifestError
 
     try:
         return int(module.run(args) or 0)
-    except (ConfigError, PlanError, ManifestError) as exc:
+    except (ConfigError, PlanError, ManifestError, PublishError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 3 if isinstance(exc, InputsChanged) else 4 if isinstance(exc, TaskBusy) else 2
+    except ValueError as exc:
+        from tokenizer.load import TokenizerDirError
+        from tokenizer.train import TokenizerTrainingError
+
+        if not isinstance(exc, (TokenizerDirError, TokenizerTrainingError)):
+            raise
+        print(f"error: {exc}", file=sys.stderr)  # a sample too small for the vocabulary, a bad --tokenizer
         return 2

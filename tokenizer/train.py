@@ -17,6 +17,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from pipeline.core.atomic import fsync_directory, journal_temporary
 from pipeline.core.typed_config import to_dict
 from tokenizer.hf import read_model_proto, write_hf_files
 from tokenizer.load import MODEL_FILE, TokenizerDirError, tokenizer_info, validate_tokenizer_dir
@@ -186,6 +187,7 @@ def _fresh_temporary_dir(out_dir: Path) -> Path:
     for stale in out_dir.parent.glob(f".{out_dir.name}.old-*"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    journal_temporary(tmp)  # inside a task: its next start removes this if we are killed
     tmp.mkdir()
     return tmp
 
@@ -196,6 +198,7 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
     if out_dir.exists():
         os.replace(out_dir, old)
     os.replace(tmp, out_dir)
+    fsync_directory(out_dir.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 

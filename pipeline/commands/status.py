@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.data.executor import pending_tasks
+from pipeline.data.executor import marker_path, marker_problem, pending_tasks
 from pipeline.data.prepare_plan import Plan
 from pipeline.data.stages import STAGES
 
@@ -35,5 +35,10 @@ def run(args: argparse.Namespace) -> int:
         complete &= not pending
         state = "off" if total == 0 else "done" if not pending else f"pending: {ranges(pending)}"
         print(f"  {stage.name:<12} {total - len(pending):>5}/{total:<5} {state}")
+        stale = [i for i in pending if marker_path(plan, stage.name, i).exists()]
+        if stale:  # a marker is there but does not count: say why (another plan, a damaged output…)
+            print(
+                f"  {'':<12} {len(stale)} stale marker(s), e.g. task {stale[0]}: {marker_problem(plan, stage.name, stale[0])[0]}"
+            )
     print("complete" if complete else "incomplete: re-run `prepare` (or the pending array tasks) to finish")
     return 0 if complete else 1

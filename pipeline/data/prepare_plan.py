@@ -4,7 +4,12 @@
 task counts, and assigns input files to tasks. Every task (local or a SLURM array task on
 another node) reads this file instead of globbing again, so all tasks agree on the inputs.
 The fingerprint over inputs + config + task counts guards the output directory: re-running
-with anything different is refused (or `--force` starts over).
+with anything different is refused (or `--force` starts over). Every task marker records it
+too, so a marker of another plan is never taken for "done".
+
+`OUT/.lock` is held shared by every `prepare`, `init` and `task` for its whole life, and
+exclusively only while plan.json is written: `--force` deletes nothing while another process
+works in OUT (it refuses, naming the lock), and two runs started together agree on one plan.
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ import json
 import math
 import os
 import shutil
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.core.atomic import write_json_atomically
 from pipeline.core.fingerprint import fingerprint
+from pipeline.core.locks import FileLock
 from pipeline.core.typed_config import from_dict, to_dict
 from pipeline.data.prepare_config import PrepareConfig
 
@@ -27,8 +35,15 @@ SUPPORTED_SUFFIXES = (".csv", ".csv.zst")
 TARGET_TASK_BYTES = 32 << 20  # default task size: enough work to amortise start-up
 
 
+LOCK_NAME = ".lock"  # OUT/.lock; not an output: --force keeps it
+
+
 class PlanError(RuntimeError):
     pass
+
+
+class InputsChanged(PlanError):
+    """An input file differs from what `init` recorded in plan.json (exit code 3)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +63,32 @@ class Plan:
     num_buckets: int
     task_files: list[list[int]]  # input indices per task, contiguous, in path order
     fingerprint: str
+    output_lock: FileLock | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def hold_output_lock(self) -> None:
+        """Hold OUT/.lock shared for this plan's life (a `--force` elsewhere then refuses)."""
+        if self.output_lock is None:
+            lock = FileLock(self.output / LOCK_NAME)
+            lock.acquire(shared=True)
+            self.output_lock = lock
+
+    def check_inputs_unchanged(self, indices: Sequence[int]) -> None:
+        """Re-stat input files `indices`; InputsChanged naming the first that differs from plan.json."""
+        for index in indices:
+            recorded = self.inputs[index]
+            try:
+                stat = os.stat(recorded.path)
+            except OSError as exc:
+                raise InputsChanged(
+                    f"{recorded.path}: input file is gone since `init` ({exc.strerror}); "
+                    f"run `init --force` (or `prepare --force`) to start over"
+                ) from None
+            if (stat.st_size, stat.st_mtime_ns) != (recorded.size, recorded.mtime_ns):
+                raise InputsChanged(
+                    f"{recorded.path}: input file changed since `init` (size {recorded.size} → {stat.st_size}, "
+                    f"mtime_ns {recorded.mtime_ns} → {stat.st_mtime_ns}); run `init --force` "
+                    f"(or `prepare --force`) to start over"
+                )
 
     # --- where things live -------------------------------------------------------------------
     @property
@@ -194,24 +235,86 @@ def create_plan(
         task_files=assign_files_to_tasks(sizes, num_tasks),
         fingerprint=fingerprint,
     )
+    output.mkdir(parents=True, exist_ok=True)
+    plan.output_lock = _open_output(plan, force)
+    return plan
+
+
+def _read_plan_json(path: Path) -> dict | None:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"fingerprint": None, "unreadable": True}
+    return raw if isinstance(raw, dict) else {"fingerprint": None, "unreadable": True}
+
+
+def _plan_temporaries(output: Path) -> list[Path]:
+    return list(output.glob(".plan.json.tmp*"))  # left by an init killed while writing plan.json
+
+
+def _holds_anything(output: Path) -> bool:
+    leftovers = {LOCK_NAME, *(p.name for p in _plan_temporaries(output))}
+    return any(entry.name not in leftovers for entry in output.iterdir())
+
+
+def _open_output(plan: Plan, force: bool) -> FileLock:
+    """Agree with every other process in OUT on plan.json; returns OUT/.lock held shared."""
+    output = plan.output
     plan_path = output / "plan.json"
-    if plan_path.is_file():
-        old = json.loads(plan_path.read_text(encoding="utf-8"))
-        if old.get("fingerprint") == fingerprint:
-            return plan
-        if not force:
+    lock = FileLock(output / LOCK_NAME)
+    lock.acquire(shared=True)
+    old = _read_plan_json(plan_path)
+    if old is not None and old.get("fingerprint") == plan.fingerprint:
+        return lock
+    if not force:
+        lock.release()
+        if old is not None and old.get("unreadable"):
+            raise PlanError(f"{plan_path}: unreadable; use --force to delete {output}'s outputs and start over")
+        if old is not None:
             raise PlanError(
                 f"{output} was prepared from different inputs or config ({_describe_difference(old, plan.to_json())}). "
                 f"Use another --output, or --force to delete its outputs and start over."
             )
-        remove_outputs(output)
-    elif output.exists() and any(output.iterdir()) and not force:
-        raise PlanError(
-            f"{output} exists, is not empty and holds no plan.json; refusing to write into it (use --force)"
-        )
-    output.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(plan_path, plan.to_json())
-    return plan
+    # plan.json must be written: only alone in OUT (exclusive), never under a running task
+    lock.release()
+    told = False
+    while not lock.try_acquire(shared=False):
+        if force:
+            raise PlanError(
+                f"{output / LOCK_NAME}: {output} is in use by another prepare/init/task; "
+                "--force deletes nothing under a running process — stop it first"
+            )
+        current = _read_plan_json(plan_path)
+        if current is not None and current.get("fingerprint") == plan.fingerprint:
+            lock.acquire(shared=True)  # another run started together with us wrote the same plan
+            return lock
+        if current is not None:
+            raise PlanError(f"{output}: another run wrote a different plan.json meanwhile; re-run to see it")
+        if not told:
+            print(f"{output}: waiting for another process to finish writing plan.json", file=sys.stderr, flush=True)
+            told = True
+        time.sleep(0.05)
+    try:
+        current = _read_plan_json(plan_path)
+        if current is None or current.get("fingerprint") != plan.fingerprint:
+            if force:
+                remove_outputs(output)
+            elif current is not None:
+                raise PlanError(f"{output}: another run wrote a different plan.json meanwhile; re-run to see it")
+            elif _holds_anything(output):
+                raise PlanError(
+                    f"{output} exists, is not empty and holds no plan.json; refusing to write into it (use --force)"
+                )
+            for leftover in _plan_temporaries(output):  # alone in OUT: no live writer owns them
+                leftover.unlink(missing_ok=True)
+            write_json_atomically(plan_path, plan.to_json())
+    except BaseException:
+        lock.release()
+        raise
+    lock.acquire(shared=True)  # downgrade: other runs and tasks may now work beside us
+    return lock
 
 
 OUTPUT_ENTRIES = (
@@ -228,11 +331,21 @@ OUTPUT_ENTRIES = (
 )
 
 
-def remove_outputs(output: Path) -> None:
-    """Delete what a preparation run writes (and nothing else) under `output`."""
-    for name in OUTPUT_ENTRIES:
-        target = output / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+def remove_outputs(output: Path) -> list[str]:
+    """Delete what a preparation run writes (and nothing else) under `output`: the entries of
+    OUTPUT_ENTRIES and their temporaries (`.plan.json.tmp-…`), whether or not plan.json is
+    there to say what they are. Returns the names removed."""
+    removed = []
+    for entry in sorted(output.iterdir()):
+        name = entry.name
+        ours = name in OUTPUT_ENTRIES or any(
+            name.startswith(f".{e}.tmp") or name.startswith(f".{e}.old") for e in OUTPUT_ENTRIES
+        )
+        if not ours:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        removed.append(name)
+    return removed

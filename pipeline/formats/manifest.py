@@ -30,6 +30,7 @@ class ShardEntry:
     blocks: int
     tokens: int
     sha256: str
+    bytes: int | None = None  # file size (manifests written before sizes were recorded: None)
 
 
 @dataclasses.dataclass
@@ -96,8 +97,11 @@ def compute_fingerprint(raw: dict[str, Any]) -> str:
 
 
 def write_manifest(data_dir: str | Path, raw: dict[str, Any]) -> DataManifest:
-    """Fill in `format` and `fingerprint` and write atomically."""
+    """Fill in `format`, each shard's `bytes` (if missing) and `fingerprint`; write atomically."""
     raw = {"format": FORMAT, **raw}
+    for split in raw["splits"].values():
+        for shard in split["shards"]:
+            shard.setdefault("bytes", (Path(data_dir) / shard["path"]).stat().st_size)
     raw["fingerprint"] = compute_fingerprint(raw)
     write_json_atomically(Path(data_dir) / "manifest.json", raw)
     return DataManifest(Path(data_dir), raw)
@@ -124,3 +128,78 @@ def load_manifest(data_dir: str | Path) -> DataManifest:
     if compute_fingerprint(raw) != raw["fingerprint"]:
         raise ManifestError(f"{path}: fingerprint does not match its contents (edited by hand?)")
     return DataManifest(root, raw)
+
+
+def check_sizes(manifest: DataManifest) -> DataManifest:
+    """The cheap check training runs at start (after `load_manifest` checked the manifest's own
+    fingerprint): every shard exists with the size the manifest records. A stat per shard, no
+    reading; `python -m pipeline verify` re-hashes everything. Raises ManifestError naming
+    the files that differ."""
+    problems = []
+    for split in SPLITS:
+        if split not in manifest.raw["splits"]:
+            continue
+        for entry in manifest.shards(split):
+            problem = _size_problem(manifest.root / entry.path, entry.bytes)
+            if problem:
+                problems.append(problem)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ManifestError(
+            f"{manifest.root / 'manifest.json'}: data differs from its manifest: {'; '.join(problems[:3])}{more} "
+            f"— run `python -m pipeline verify --output {manifest.root}`, then re-run `prepare`"
+        )
+    return manifest
+
+
+def _size_problem(path: Path, expected: int | None) -> str | None:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"{path}: missing"
+    if expected is None:
+        return f"{path}: the manifest records no size (written by an older version; re-run finalize)"
+    if size != expected:
+        return f"{path}: {size} bytes, the manifest says {expected}"
+    return None
+
+
+def verify_files(manifest: DataManifest) -> list[str]:
+    """Every difference between the data directory and its manifest, one line per file:
+    shards (size, sha256, Arrow schema: block size and dtype, block count) and document files
+    (size, sha256). Reads every byte once."""
+    from pipeline.formats.packed_shards import inspect_shard, sha256_of_file
+
+    problems: list[str] = []
+    for split in SPLITS:
+        if split not in manifest.raw["splits"]:
+            problems.append(f"{manifest.root / 'manifest.json'}: no split '{split}'")
+            continue
+        for entry in manifest.shards(split):
+            path = manifest.root / entry.path
+            problem = _size_problem(path, entry.bytes)
+            if problem:
+                problems.append(problem)
+                continue
+            if sha256_of_file(path) != entry.sha256:
+                problems.append(f"{path}: sha256 differs from the manifest")
+                continue
+            try:
+                block_size, dtype, blocks = inspect_shard(path)
+            except (OSError, ValueError) as exc:
+                problems.append(f"{path}: not a readable shard ({exc})")
+                continue
+            if block_size != manifest.block_size or dtype != manifest.dtype:
+                problems.append(
+                    f"{path}: blocks of {block_size} × {dtype}, the manifest says {manifest.block_size} × {manifest.dtype}"
+                )
+            elif blocks != entry.blocks:
+                problems.append(f"{path}: {blocks} blocks, the manifest says {entry.blocks}")
+        for entry in manifest.raw.get("documents", {}).get(split, []):
+            path = manifest.root / entry["path"]
+            problem = _size_problem(path, entry["bytes"])
+            if problem:
+                problems.append(problem)
+            elif sha256_of_file(path) != entry["sha256"]:
+                problems.append(f"{path}: sha256 differs from the manifest")
+    return problems

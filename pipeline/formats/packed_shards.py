@@ -117,6 +117,18 @@ class PackedBlocks:
         return np.stack([self[i] for i in indices]).astype(np.int64)
 
 
+def inspect_shard(path: str | Path) -> tuple[int, str, int]:
+    """(block size, dtype name, number of blocks) of a shard, read through to the end (a
+    truncated stream raises)."""
+    with pa.memory_map(str(path), "r") as source:
+        reader = pa.ipc.open_stream(source)
+        list_type = reader.schema.field(COLUMN).type if reader.schema.names == [COLUMN] else None
+        if list_type is None or not pa.types.is_fixed_size_list(list_type):
+            raise ValueError(f"expected one fixed-size list column '{COLUMN}', found {reader.schema}")
+        blocks = sum(batch.num_rows for batch in reader)
+    return list_type.list_size, np.dtype(list_type.value_type.to_pandas_dtype()).name, blocks
+
+
 def sha256_of_file(path: str | Path, chunk_bytes: int = 1 << 22) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

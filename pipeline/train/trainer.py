@@ -28,7 +28,7 @@ from pipeline.core.fingerprint import fingerprint
 from pipeline.core.gpus import peak_tflops
 from pipeline.core.typed_config import ConfigError, to_dict
 from pipeline.evaluation.heldout import PAD_ID, EvalResult, evaluate_blocks
-from pipeline.formats.manifest import load_manifest
+from pipeline.formats.manifest import check_sizes, load_manifest
 from pipeline.formats.packed_shards import PackedBlocks
 from pipeline.model.flops import flops_per_token, matmul_params
 from pipeline.model.model_config import build_hf_config
@@ -92,7 +92,7 @@ class Trainer:
         self.hooks = hooks or TrainHooks.from_env()
         self.dist = dist = distributed.detect(args.local_rank)
         self.train_cfg, self.model_cfg = load_configs(args.config, args.overrides)
-        self.manifest = manifest = load_manifest(args.data)
+        self.manifest = manifest = check_sizes(load_manifest(args.data))  # refuse shards missing or resized since prepare
         if manifest.special_ids != SPECIAL_IDS:
             raise ConfigError(
                 f"{Path(args.data) / 'manifest.json'}: special ids {manifest.special_ids}; the model is built "

@@ -1,4 +1,4 @@
-"""The trainer under faults at random moments (tests/faults/harness.py has the cases).
+"""The trainer under faults at random moments (tests/faults/trainer_harness.py has the cases).
 
 Each case once per CI run, with a fresh random seed printed in its failure message; replay
 with FAULT_SEED=<seed>. benchmarks/bench_trainer_faults.py repeats every case ×20 into a table.
@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from tests.faults import harness
+from tests.faults import trainer_harness as harness
 
 pytestmark = pytest.mark.slow
 

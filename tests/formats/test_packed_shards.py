@@ -48,21 +48,26 @@ def test_reader_views_are_zero_copy(tmp_path):
     assert pa.total_allocated_bytes() == before
 
 
-def test_a_rerun_reclaims_the_temporary_file_of_a_killed_writer(tmp_path):
-    # a writer killed mid-shard leaves its temporary file; the task's re-run writes the same
-    # output again and must leave exactly the output behind (found by the SLURM kill test)
+def test_the_next_start_of_a_task_removes_the_temporary_file_of_its_killed_writer(tmp_path):
+    # a writer killed mid-shard leaves its temporary file (a unique name, listed in the task's
+    # journal); the task's next start removes exactly that, and leaves only the output behind
     import os
     import signal
     import subprocess
     import sys
 
+    from pipeline.core.atomic import task_scope
+
     path = tmp_path / "train" / "00001-000.arrow"
+    journal = tmp_path / "locks" / "00001.temps"
     child = subprocess.Popen(
         [
             sys.executable,
             "-c",
             (
                 "import sys, os, signal, numpy as np; from pipeline.formats.packed_shards import ShardWriter\n"
+                "from pipeline.core.atomic import task_scope\n"
+                f"scope = task_scope({str(journal)!r}); scope.__enter__()\n"
                 f"w = ShardWriter({str(path)!r}, 16, np.uint16); w.write_blocks(np.zeros((2048, 16), np.uint16)); w.sink.flush()\n"
                 "os.kill(os.getpid(), signal.SIGKILL)"
             ),
@@ -70,6 +75,10 @@ def test_a_rerun_reclaims_the_temporary_file_of_a_killed_writer(tmp_path):
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
     )
     assert child.wait() == -signal.SIGKILL
-    assert [p.name for p in path.parent.iterdir()] == [".00001-000.arrow.tmp"]
-    write(path, np.arange(64).reshape(4, 16), np.uint16)
+    (leftover,) = path.parent.iterdir()
+    assert leftover.name.startswith(".00001-000.arrow.tmp-") and leftover.stat().st_size > 0
+    assert journal.read_text().split() == [str(leftover)]
+    with task_scope(journal) as published:
+        write(path, np.arange(64).reshape(4, 16), np.uint16)
     assert [p.name for p in path.parent.iterdir()] == ["00001-000.arrow"]
+    assert published == [path]

@@ -44,7 +44,7 @@ def submit_chain(cluster: SlurmCluster, corpus: Path, output: Path, logs: Path) 
         timeout=120,
     )
     jobs = dict(line.split() for line in stdout.splitlines())
-    assert list(jobs) == ["init", "clean", "dedup", "split", "tokenizer", "pack", "finalize"], stdout
+    assert list(jobs) == ["init", "clean", "dedup", "group", "split", "tokenizer", "pack", "finalize"], stdout
     return jobs
 
 
@@ -80,7 +80,7 @@ def test_array_chain_with_a_killed_task_matches_local_prepare(slurm_cluster, cor
 
     # Submitting the same chain again re-runs only what is missing.
     again = submit_chain(slurm_cluster, corpus, output, logs)
-    for stage in ("clean", "dedup", "split", "tokenizer", "pack", "finalize"):
+    for stage in ("clean", "dedup", "group", "split", "tokenizer", "pack", "finalize"):
         records = slurm_cluster.wait_finished(again[stage], timeout=240)
         assert {r["JobState"] for r in records} == {"COMPLETED"}, (stage, records)
     skipped = "".join(p.read_text() for p in logs.glob(f"prep-clean-{again['clean']}_*.out"))

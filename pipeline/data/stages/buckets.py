@@ -25,6 +25,14 @@ RECORD = np.dtype(
     ]
 )
 DROP = np.dtype([("task", "<u4"), ("ordinal", "<u8")])
+# two source rows that must land on the same side of the split (a shared or near-identical piece)
+ROW_LINK = np.dtype([("a_file", "<u4"), ("a_row", "<u8"), ("b_file", "<u4"), ("b_row", "<u8")])
+ROW_BITS = 40  # row_key = file << 40 | row: rows per file stay far below 2^40
+
+
+def row_key(file, row):
+    """One sortable uint64 per source row (numpy arrays or ints)."""
+    return (np.asarray(file, dtype=np.uint64) << np.uint64(ROW_BITS)) | np.asarray(row, dtype=np.uint64)
 
 
 def hash_words(digest: bytes) -> tuple[int, int]:
@@ -33,8 +41,9 @@ def hash_words(digest: bytes) -> tuple[int, int]:
 
 
 def split_draw(h1):
-    """The split's uniform draw in [0, 2^64): the hash's second word, independent of the
-    first word that picks the bucket. Works on ints and numpy arrays alike."""
+    """A text's uniform draw in [0, 2^64): the hash's second word, independent of the first
+    word that picks the bucket. A row's draw is its first piece's; a group's, its first row's
+    (see stages/group.py). Works on ints and numpy arrays alike."""
     return h1
 
 

@@ -32,6 +32,9 @@ def bucket_path(plan: Plan, task_id: int, bucket: int) -> Path:
 
 
 def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
+    # the files must be the ones `init` saw: a task started later (a SLURM array task, a
+    # re-run) on edited inputs would mix two corpora in one output
+    plan.check_inputs_unchanged(plan.task_files[task_id])
     cleaner = Cleaner(plan.config.clean)
     records: list[tuple] = []
     files = []
@@ -64,6 +67,7 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
                 file_index=file_index, rows_kept=rows_kept, dropped=dict(sorted(dropped.items())), documents=documents
             )
             files.append(entry)
+            plan.check_inputs_unchanged([file_index])  # not rewritten while we read it
             progress(plan.inputs[file_index].size)
     table = np.array(records, dtype=RECORD)
     buckets = table["h0"] % plan.num_buckets if len(table) else np.zeros(0, dtype=np.uint64)

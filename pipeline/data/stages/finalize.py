@@ -95,6 +95,15 @@ def build_report(plan: Plan, vocab_size: int, pack: list[dict]) -> dict:
     }
 
 
+def document_files(plan: Plan) -> dict[str, list[dict]]:
+    """Every docs/{split}/*.jsonl.zst with size and sha256 (from the split markers), for `verify`."""
+    files: dict[str, list[dict]] = {"train": [], "validation": []}
+    for task in range(plan.num_tasks):
+        for name, entry in read_marker(plan, "split", task)["document_files"].items():
+            files[name].append(entry)
+    return files
+
+
 def build_manifest(plan: Plan, report: dict, pack: list[dict], tokenizer: dict) -> dict:
     """`tokenizer`: the tokenizer task's marker (vocab_size, special_ids, fingerprint)."""
     splits = {}
@@ -116,6 +125,7 @@ def build_manifest(plan: Plan, report: dict, pack: list[dict], tokenizer: dict) 
         "special_ids": tokenizer["special_ids"],
         "tokenizer": {"path": "tokenizer", "fingerprint": tokenizer["fingerprint"]},
         "splits": splits,
+        "documents": document_files(plan),
         "totals": {
             "documents": totals["train_documents"] + totals["validation_documents"],
             "tokens": totals["tokens_in_blocks"],

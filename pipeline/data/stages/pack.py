@@ -83,6 +83,7 @@ class ShardSequence:
                 "path": str(path),
                 "blocks": self.in_current,
                 "tokens": self.in_current * self.block_size,
+                "bytes": path.stat().st_size,
                 "sha256": sha256_of_file(path),
             }
         )

@@ -1,0 +1,161 @@
+"""Stage `group` (one task, before the split): which documents must land on the same side.
+
+A document is a piece of a source row (`clean.max_chars` cuts long rows into pieces). The
+split must not hash pieces one by one: the pieces of one article would scatter over train and
+validation. So the unit of the split is a *group* of rows:
+
+- every piece of one row belongs to its row;
+- rows linked by an exact copy of a piece (dedup's row links, written even with dedup off)
+  or by a near-duplicate pair (near_reduce's verified edges, when near dedup is on) are one
+  group (union-find; the group's first row in global order (file, row) names it).
+
+A row's draw is its first piece's split draw (the text hash, so identical single-piece rows
+draw alike); a group's draw is its first row's. Every document takes its group's draw.
+
+Outputs: work/groups/rows.npy — (row key, draw) of every row in a group of two or more,
+sorted by key; rows absent from it are alone. The marker carries the validation threshold,
+computed here over the draws of the documents that survive dedup (with multiplicity, so at
+least `min_validation_documents` are held out), so every split task uses the same number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.data.executor import Stage, read_marker
+from pipeline.data.minhash import first_of_component
+from pipeline.data.prepare_plan import Plan
+from pipeline.data.stages.buckets import DROP, RECORD, ROW_LINK, load_array, row_key, save_array, split_draw
+from pipeline.data.stages.clean import bucket_path
+from pipeline.data.stages.dedup import drop_path, links_path
+from pipeline.data.stages.near_dedup import EDGE, drops_path, edges_path
+
+DRAW_RANGE = 1 << 64
+GROUP_ROW = np.dtype([("key", "<u8"), ("draw", "<u8")])
+
+
+def groups_path(plan: Plan) -> Path:
+    return plan.work_dir / "groups" / "rows.npy"
+
+
+def load_groups(plan: Plan) -> np.ndarray:
+    return load_array(groups_path(plan), GROUP_ROW)
+
+
+def _near_enabled(plan: Plan) -> bool:
+    return plan.config.dedup.near.enabled
+
+
+def _row_links(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) row keys of every link: exact copies across rows, verified near-duplicate pairs."""
+    left, right = [], []
+    for bucket in range(plan.num_buckets):
+        links = load_array(links_path(plan, bucket), ROW_LINK)
+        left.append(row_key(links["a_file"], links["a_row"]))
+        right.append(row_key(links["b_file"], links["b_row"]))
+        if _near_enabled(plan):
+            edges = load_array(edges_path(plan, bucket), EDGE)
+            left.append(row_key(edges["first_file"], edges["first_row"]))
+            right.append(row_key(edges["other_file"], edges["other_row"]))
+    a = np.concatenate(left) if left else np.zeros(0, dtype=np.uint64)
+    b = np.concatenate(right) if right else np.zeros(0, dtype=np.uint64)
+    keep = a != b
+    return a[keep], b[keep]
+
+
+class TaskDocuments:
+    """One clean task's documents in ordinal order: row keys and own split draws."""
+
+    def __init__(self, plan: Plan, task_id: int):
+        records = np.concatenate([load_array(bucket_path(plan, task_id, b), RECORD) for b in range(plan.num_buckets)])
+        records = records[np.argsort(records["ordinal"], kind="stable")]
+        self.count = len(records)
+        self.keys = row_key(records["file"], records["row"])
+        # pieces of a row are consecutive ordinals: the row's first piece sits `part` places back
+        first_piece = np.arange(self.count, dtype=np.int64) - records["part"].astype(np.int64)
+        self.row_draws = split_draw(records["h1"])[first_piece] if self.count else np.zeros(0, dtype=np.uint64)
+
+    def draws(self, groups: np.ndarray) -> np.ndarray:
+        """Each document's draw: its group's, or its row's when the row is alone."""
+        draws = self.row_draws.copy()
+        if len(groups) and self.count:
+            at = np.searchsorted(groups["key"], self.keys)
+            inside = at < len(groups)
+            hit = np.zeros(self.count, dtype=bool)
+            hit[inside] = groups["key"][at[inside]] == self.keys[inside]
+            draws[hit] = groups["draw"][at[hit]]
+        return draws
+
+
+def dropped_ordinals(drops: np.ndarray, task_id: int) -> np.ndarray:
+    """Ordinals of `task_id` in a (task, ordinal)-sorted DROP table."""
+    lo, hi = np.searchsorted(drops["task"], [task_id, task_id + 1])
+    return drops["ordinal"][lo:hi]
+
+
+def all_drops(plan: Plan) -> np.ndarray:
+    """Exact and near duplicates of every task, sorted by (task, ordinal)."""
+    parts = [load_array(drop_path(plan, bucket), DROP) for bucket in range(plan.num_buckets)]
+    if _near_enabled(plan):
+        parts.append(load_array(drops_path(plan), DROP))
+    drops = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=DROP)
+    return drops
+
+
+def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
+    a, b = _row_links(plan)
+    nodes, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+    inverse = inverse.reshape(-1)
+    labels = first_of_component(len(nodes), inverse[: len(a)], inverse[len(a) :])
+    label_keys = nodes[labels]  # node keys are sorted: the label is the group's first row
+
+    # the draw of each group's first row: its first piece's, found in the clean tasks' records
+    wanted = np.unique(label_keys)
+    found = np.zeros(len(wanted), dtype=np.uint64)
+    for task in range(plan.num_tasks):  # one task's records in memory at a time
+        docs = TaskDocuments(plan, task)
+        at = np.searchsorted(wanted, docs.keys)
+        inside = at < len(wanted)
+        hit = np.zeros(docs.count, dtype=bool)
+        hit[inside] = wanted[at[inside]] == docs.keys[inside]
+        found[at[hit]] = docs.row_draws[hit]
+    groups = np.zeros(len(nodes), dtype=GROUP_ROW)
+    groups["key"] = nodes
+    groups["draw"] = found[np.searchsorted(wanted, label_keys)] if len(nodes) else np.zeros(0, dtype=np.uint64)
+    save_array(groups_path(plan), groups)
+
+    # the threshold: over the documents that survive dedup, each with its group's draw
+    cfg = plan.config.split
+    keep_smallest = cfg.min_validation_documents
+    drops = all_drops(plan)
+    smallest = np.zeros(0, dtype=np.uint64)
+    survivors = 0
+    for task in range(plan.num_tasks):
+        docs = TaskDocuments(plan, task)
+        alive = np.ones(docs.count, dtype=bool)
+        alive[dropped_ordinals(drops, task).astype(np.int64)] = False
+        draws = docs.draws(groups)[alive]
+        survivors += len(draws)
+        smallest = np.sort(np.concatenate([smallest, draws]))[:keep_smallest]
+        progress(docs.count)
+    threshold = int(cfg.validation_fraction * DRAW_RANGE)
+    wanted_docs = min(cfg.min_validation_documents, int(survivors * cfg.max_validation_share))
+    if wanted_docs > 0 and len(smallest) >= wanted_docs and int(smallest[wanted_docs - 1]) >= threshold:
+        threshold = int(smallest[wanted_docs - 1]) + 1
+    return {
+        "threshold": threshold,
+        "documents": int(survivors),
+        "grouped_rows": int(len(nodes)),
+        "groups": int(len(np.unique(labels))),
+    }
+
+
+def validation_threshold(plan: Plan) -> int:
+    """Draws below this value are held out; the same number for every split task."""
+    return int(read_marker(plan, "group", 0)["threshold"])
+
+
+STAGE = Stage(name="group", run_task=run_task, count_tasks=lambda plan: 1, unit="docs")
