@@ -20,6 +20,7 @@ A markdown table goes to stdout and a JSON result to benchmarks/results/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -39,13 +40,27 @@ PEERS = REPO / "benchmarks" / "prepare_peers.py"
 SIDES = ("prepare", "encode", "hf", "datatrove")
 ONE_CORE = {"OMP_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 # A fresh wrapper per command: its RUSAGE_CHILDREN ru_maxrss is the peak RSS of the largest
-# process of that command alone (children and grandchildren, once they are waited for).
-WRAPPER = (
-    "import resource, subprocess, sys, time; start = time.monotonic(); "
-    "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True); "
-    "print(done.returncode, time.monotonic() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
-    "sys.stderr.write(done.stderr[-3000:])"
-)
+# process of that command alone (children and grandchildren, once they are waited for). Worker
+# processes nobody waits for (datatrove's multiprocess forkserver) escape it, so the wrapper also
+# samples every process of the tree with psutil every 50 ms and reports the larger of the two.
+WRAPPER = """
+import resource, subprocess, sys, time, psutil
+start = time.monotonic()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+peak, root = 0, psutil.Process(child.pid)
+while child.poll() is None:
+    try:
+        for proc in [root, *root.children(recursive=True)]:
+            peak = max(peak, proc.memory_info().rss)
+    except psutil.Error:
+        pass
+    time.sleep(0.05)
+stderr = child.stderr.read()
+wall = time.monotonic() - start
+rusage_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(child.returncode, wall, max(rusage_kb, peak // 1024))
+sys.stderr.write(stderr[-3000:])
+"""
 
 
 def timed_command(command: list[str]) -> dict:
@@ -180,10 +195,12 @@ def median_of(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def summarize(runs: dict, input_mb: float) -> list[dict]:
+def summarize(runs: dict, input_mb: dict[str, float]) -> list[dict]:
+    """One row per (side, workers); MB/s counts the bytes of the files that side was given."""
     rows = []
     for (side, workers), repeats in sorted(runs.items(), key=lambda kv: (kv[0][1], SIDES.index(kv[0][0]))):
         wall = median_of(repeats, "wall_s")
+        megabytes = input_mb.get(side, input_mb["all"])
         tokens = repeats[0]["tokens"]
         rows.append(
             {
@@ -193,7 +210,8 @@ def summarize(runs: dict, input_mb: float) -> list[dict]:
                 "wall_s": wall,
                 "walls_s": [round(r["wall_s"], 2) for r in repeats],
                 "inner_s": median_of(repeats, "seconds"),
-                "mb_s_per_worker": input_mb / wall / workers,
+                "input_mb": megabytes,
+                "mb_s_per_worker": megabytes / wall / workers,
                 "tokens": tokens,
                 "tokens_s_per_worker": tokens / wall / workers,
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in repeats),
@@ -228,6 +246,42 @@ def scaling_lines(rows: list[dict]) -> list[str]:
     return out
 
 
+def planner_check(prepare_runs: dict[int, list[dict]], input_bytes: int, work: Path, commit: str, size: str) -> dict:
+    """The planner's per-core rate table from the 1-worker run (paste it into PREP_RATES in
+    pipeline/tools/run_planner.py), and its projection for the other worker counts next to
+    what they measured: the planner checked against a measurement it was not fitted to."""
+    from pipeline.tools.run_planner import prep_projection, rates_from_timings
+
+    if 1 not in prepare_runs:
+        return {}
+    stages = {
+        name: statistics.median(r["stages"][name] for r in prepare_runs[1]) for name in prepare_runs[1][0]["stages"]
+    }
+    when = datetime.date.today().isoformat()
+    rates = rates_from_timings(
+        stages, input_bytes, f"{when}, commit {commit}, {size}, 1 worker, {os.cpu_count()}-core dev machine"
+    )
+    print("\nPer-core rates for PREP_RATES (pipeline/tools/run_planner.py):")
+    for name, rate in rates.stages.items():
+        value = f"mb_per_s={rate.mb_per_s:.2f}" if rate.mb_per_s else f"fixed_s={rate.fixed_s:.2f}"
+        print(f'        "{name}": StageRate("{rate.kind}", {value}),')
+    print(f'    measured="{rates.measured}",')
+    checks = {}
+    for count, repeats in prepare_runs.items():
+        plan = json.loads((work / f"prepare-{count}" / "plan.json").read_text())
+        projected = prep_projection(input_bytes, count, plan["num_tasks"], plan["num_buckets"], rates=rates)["total_s"]
+        measured = statistics.median(sum(r["stages"].values()) for r in repeats)
+        checks[count] = {"projected_s": projected, "measured_s": measured}
+        print(
+            f"planner, {count} worker(s), {plan['num_tasks']} tasks: projected {projected:.1f} s, measured {measured:.1f} s"
+        )
+    return {
+        "rates": {k: dataclasses.asdict(v) for k, v in rates.stages.items()},
+        "measured": rates.measured,
+        "checks": checks,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="50MB", help="corpus size (50MB quick, 0.5GB and 2GB real)")
@@ -235,6 +289,9 @@ def main() -> None:
     parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, of {','.join(SIDES)}")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats per side (median)")
     parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument(
+        "--tokenizer", type=Path, help="a trained tokenizer dir to give every side (default: train one here, untimed)"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="default benchmarks/results/work/<size>")
     parser.add_argument("--result", type=Path, default=None, help="JSON result (default benchmarks/results/…)")
     args = parser.parse_args()
@@ -257,9 +314,12 @@ def main() -> None:
     input_mb = truth["bytes"] / 1e6
     # the tokenizer, trained once and untimed; every side is given it ready-made
     seed_run = work / "with_tokenizer"
-    if not (seed_run / "manifest.json").exists():
-        run_prepare(corpus, seed_run, max(workers), overrides)
-    tokenizer = seed_run / "tokenizer"
+    if args.tokenizer:
+        tokenizer = args.tokenizer.resolve()
+    else:
+        if not (seed_run / "manifest.json").exists():
+            run_prepare(corpus, seed_run, max(workers), overrides)
+        tokenizer = seed_run / "tokenizer"
 
     readable = {}
     for side in {"hf", "datatrove"} & set(sides):
@@ -293,7 +353,11 @@ def main() -> None:
     for count in workers:
         if (work / f"prepare-{count}" / "report.json").exists():
             readable["prepare"] = read_losses(prepare_per_file(work / f"prepare-{count}"), truth)
-    rows = summarize(runs, input_mb)
+    side_mb = {"all": input_mb}
+    for side in readable.keys() & {"hf", "datatrove"}:
+        listing = (work / f"files-{side}.txt").read_text().split()
+        side_mb[side] = sum(Path(f).stat().st_size for f in listing) / 1e6
+    rows = summarize(runs, side_mb)
     prepare_wall = {r["workers"]: r["wall_s"] for r in rows if r["side"] == "prepare"}
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
@@ -317,6 +381,7 @@ def main() -> None:
             f"  rows read {first['rows_read']:,} of {truth['rows']:,}; errors: "
             + "; ".join(f"{Path(e['path']).name}: {e['reason']}" for e in first["errors"])
         )
+    planner = planner_check(prepare_runs, truth["bytes"], work, commit, args.size)
     for side, losses in readable.items():
         extra = f" and read {losses['rows_extra']:,} row(s) the generator did not write" if losses["rows_extra"] else ""
         print(f"\n{side} could not read {losses['rows_lost']:,} of {truth['rows']:,} rows{extra}:")
@@ -336,6 +401,7 @@ def main() -> None:
         "finished_utc": stamp,
         "summary": rows,
         "read_losses": readable,
+        "planner": planner,
         "runs": {f"{side}/{count}": repeats for (side, count), repeats in runs.items()},
     }
     path.write_text(json.dumps(payload, indent=1))

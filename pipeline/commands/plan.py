@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prep.add_argument("--prep-cores", type=int, help="local `prepare --workers N` on N cores")
     prep.add_argument("--prep-array", type=int, help="N SLURM array tasks running at a time (one core each)")
     prep.add_argument("--prep-tasks", type=int, help="file-sliced tasks (default: as prepare picks, ~32 MiB each)")
+    prep.add_argument(
+        "--prep-buckets", type=int, help="dedup buckets (default: --data's plan, else 64 as configs/data/default.yaml)"
+    )
 
 
 def inputs_from_args(args) -> PlanInputs:
@@ -105,12 +108,13 @@ def inputs_from_args(args) -> PlanInputs:
 
 def prep_from_args(args) -> list[dict]:
     """Projections for --prep-cores and/or --prep-array (none without a corpus size)."""
-    input_bytes, tasks = args.corpus_bytes, args.prep_tasks
+    input_bytes, tasks, buckets = args.corpus_bytes, args.prep_tasks, args.prep_buckets
     if args.data is not None and (args.data / "report.json").is_file():
         report = json.loads((args.data / "report.json").read_text(encoding="utf-8"))
         input_bytes = input_bytes or report["inputs"]["bytes"]
-        if tasks is None and (args.data / "plan.json").is_file():
-            tasks = json.loads((args.data / "plan.json").read_text(encoding="utf-8"))["num_tasks"]
+        if (args.data / "plan.json").is_file():
+            frozen = json.loads((args.data / "plan.json").read_text(encoding="utf-8"))
+            tasks, buckets = tasks or frozen["num_tasks"], buckets or frozen["num_buckets"]
     if input_bytes is None:
         if args.prep_cores or args.prep_array:
             raise ValueError("--prep-cores/--prep-array need --corpus-bytes or a --data dir with report.json")
@@ -121,7 +125,7 @@ def prep_from_args(args) -> list[dict]:
     setups += [(args.prep_array, SLURM_TASK_START_S)] if args.prep_array else []
     if not setups:
         setups = [(os.cpu_count() or 1, 0.0)]
-    return [prep_projection(input_bytes, cores, tasks, task_start_s=start) for cores, start in setups]
+    return [prep_projection(input_bytes, cores, tasks, buckets or 64, task_start_s=start) for cores, start in setups]
 
 
 def run(args) -> int:
