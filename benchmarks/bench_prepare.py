@@ -57,8 +57,8 @@ while child.poll() is None:
     time.sleep(0.05)
 stderr = child.stderr.read()
 wall = time.monotonic() - start
-rusage_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(child.returncode, wall, max(rusage_kb, peak // 1024))
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(child.returncode, wall, max(usage.ru_maxrss, peak // 1024), usage.ru_utime + usage.ru_stime)
 sys.stderr.write(stderr[-3000:])
 """
 
@@ -73,12 +73,13 @@ def timed_command(command: list[str]) -> dict:
         text=True,
         env={**os.environ, **ONE_CORE, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
     )
-    code, wall, peak_kb = done.stdout.split()[-3:]
+    code, wall, peak_kb, cpu = done.stdout.split()[-4:]
     if int(code) != 0:
         raise RuntimeError(f"{' '.join(command[:4])} … failed ({code}):\n{done.stderr}")
     return {
         "wall_s": float(wall),
         "peak_rss_mb": int(peak_kb) / 1024,
+        "cpu_s": float(cpu),  # user + system of the waited-for tree: what a loaded machine does not inflate
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
     }
@@ -100,6 +101,7 @@ def run_prepare(corpus: Path, output: Path, workers: int, extra: list[str]) -> d
         **result,
         "seconds": inner["total"],
         "stages": inner["stages"],
+        "cpu_stages": inner.get("cpu_stages"),
         "tokens": totals["tokens"],
         "rows_read": totals["rows_read"],
         "documents_kept": totals["train_documents"] + totals["validation_documents"],
@@ -215,6 +217,7 @@ def summarize(runs: dict, input_mb: dict[str, float]) -> list[dict]:
                 "tokens": tokens,
                 "tokens_s_per_worker": tokens / wall / workers,
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in repeats),
+                "cpu_s": median_of(repeats, "cpu_s"),
                 "load": [round(r["load_before"], 1) for r in repeats],
             }
         )
@@ -223,14 +226,14 @@ def summarize(runs: dict, input_mb: dict[str, float]) -> list[dict]:
 
 def markdown(rows: list[dict], prepare_wall: dict[int, float]) -> str:
     lines = [
-        "| side | workers | wall s (median; runs) | work s | MB/s per worker | tokens/s per worker | peak RSS MB | × prepare's wall | load 1-min |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| side | workers | wall s (median; runs) | work s | CPU s | MB/s per worker | tokens/s per worker | peak RSS MB | × prepare's wall | load 1-min |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ratio = r["wall_s"] / prepare_wall[r["workers"]] if r["workers"] in prepare_wall else float("nan")
         lines.append(
             f"| {r['side']} | {r['workers']} | {r['wall_s']:.2f} ({', '.join(map(str, r['walls_s']))}) | "
-            f"{r['inner_s']:.2f} | {r['mb_s_per_worker']:.2f} | {r['tokens_s_per_worker'] / 1e6:.3f} M | "
+            f"{r['inner_s']:.2f} | {r['cpu_s']:.1f} | {r['mb_s_per_worker']:.2f} | {r['tokens_s_per_worker'] / 1e6:.3f} M | "
             f"{r['peak_rss_mb']:.0f} | {ratio:.2f} | {', '.join(map(str, r['load']))} |"
         )
     return "\n".join(lines)
@@ -254,13 +257,15 @@ def planner_check(prepare_runs: dict[int, list[dict]], input_bytes: int, work: P
 
     if 1 not in prepare_runs:
         return {}
-    stages = {
-        name: statistics.median(r["stages"][name] for r in prepare_runs[1]) for name in prepare_runs[1][0]["stages"]
-    }
+    # CPU seconds per stage where prepare reports them: on a shared machine wall time mostly
+    # measures the other jobs (the CPU time of a stage is what one idle core would take)
+    basis = "cpu_stages" if prepare_runs[1][0].get("cpu_stages") else "stages"
+    runs = prepare_runs[1]
+    stages = {name: statistics.median(r[basis][name] for r in runs) for name in runs[0][basis]}
     when = datetime.date.today().isoformat()
-    rates = rates_from_timings(
-        stages, input_bytes, f"{when}, commit {commit}, {size}, 1 worker, {os.cpu_count()}-core dev machine"
-    )
+    clock = "CPU" if basis == "cpu_stages" else "wall"
+    where = f"{when}, commit {commit}, {size}, 1 worker, {clock} seconds per stage, {os.cpu_count()}-core dev machine"
+    rates = rates_from_timings(stages, input_bytes, where)
     print("\nPer-core rates for PREP_RATES (pipeline/tools/run_planner.py):")
     for name, rate in rates.stages.items():
         value = f"mb_per_s={rate.mb_per_s:.2f}" if rate.mb_per_s else f"fixed_s={rate.fixed_s:.2f}"
@@ -270,7 +275,7 @@ def planner_check(prepare_runs: dict[int, list[dict]], input_bytes: int, work: P
     for count, repeats in prepare_runs.items():
         plan = json.loads((work / f"prepare-{count}" / "plan.json").read_text())
         projected = prep_projection(input_bytes, count, plan["num_tasks"], plan["num_buckets"], rates=rates)["total_s"]
-        measured = statistics.median(sum(r["stages"].values()) for r in repeats)
+        measured = statistics.median(sum(r["stages"].values()) for r in repeats)  # wall: load-dependent
         checks[count] = {"projected_s": projected, "measured_s": measured}
         print(
             f"planner, {count} worker(s), {plan['num_tasks']} tasks: projected {projected:.1f} s, measured {measured:.1f} s"
