@@ -367,18 +367,21 @@ class PrepRates:
 
 
 # Per-core rates of `prepare --tokenizer DIR` (a given tokenizer: its training is not included),
-# from the per-stage timings of a 1-worker run of benchmarks/bench_prepare.py, which prints this
-# table again after every run: re-measure there after changing a stage, and paste it here.
+# from the CPU seconds per stage of a 1-worker run (`prepare --timings` → cpu_stages) on the 50 MB
+# generated corpus. CPU, not wall, seconds: the shared 2-core machine ran at load ~16 and gave the
+# run ~6 % of a core (wall 501 s for 30 s of CPU); on an idle core wall ≈ CPU. Contention may still
+# inflate CPU time somewhat, so these err on the slow side. benchmarks/bench_prepare.py re-measures
+# them and prints this table after every run that includes 1 worker: paste it here.
 PREP_RATES = PrepRates(
     stages={
-        "clean": StageRate("files", mb_per_s=9.0),
-        "dedup": StageRate("buckets", mb_per_s=300.0),
-        "split": StageRate("files", mb_per_s=20.0),
-        "tokenizer": StageRate("one", fixed_s=2.0),
-        "pack": StageRate("files", mb_per_s=10.0),
-        "finalize": StageRate("one", fixed_s=0.1),
+        "clean": StageRate("files", mb_per_s=4.69),
+        "dedup": StageRate("buckets", mb_per_s=277.19),
+        "split": StageRate("files", mb_per_s=9.48),
+        "tokenizer": StageRate("one", fixed_s=5.47),
+        "pack": StageRate("files", mb_per_s=5.73),
+        "finalize": StageRate("one", fixed_s=0.02),
     },
-    measured="placeholder",
+    measured="2026-11-30, commit e4ed031, 50 MB generated corpus, 1 worker, CPU seconds per stage, 2-core dev machine at load ~16",
 )
 
 

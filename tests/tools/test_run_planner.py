@@ -270,6 +270,9 @@ def test_prep_projection_from_a_measured_prepare_run(corpus, prepared, tmp_path)
     assert projected["total_s"] == pytest.approx(sum(measured.values()), rel=1e-9)
     for name, seconds in measured.items():
         assert projected["stages_s"].get(name, 0.0) == pytest.approx(seconds, rel=1e-9, abs=1e-12), name
+    # the tokenizer stage is one task: more cores do not shorten it
+    on_three = prep_projection(on_disk, 3, plan_json["num_tasks"], plan_json["num_buckets"], rates=rates)
+    assert on_three["stages_s"]["tokenizer"] == pytest.approx(measured["tokenizer"], rel=1e-9)
 
     done = subprocess.run(
         [
