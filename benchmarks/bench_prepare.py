@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import importlib.util
 import json
 import os
 import shutil
@@ -305,6 +306,9 @@ def main() -> None:
     sides = [s for s in args.sides.split(",") if s]
     if unknown := set(sides) - set(SIDES):
         raise SystemExit(f"--sides: unknown {sorted(unknown)}; choose from {','.join(SIDES)}")
+    if "datatrove" in sides and importlib.util.find_spec("datatrove") is None:
+        print("datatrove is not installed (EXTRAS=test,lint,opencc,bench bash launch/install.sh): side skipped")
+        sides.remove("datatrove")
     results = REPO / "benchmarks" / "results"
     work = args.workdir or results / "work" / args.size
     work.mkdir(parents=True, exist_ok=True)
