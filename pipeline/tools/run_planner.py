@@ -203,8 +203,10 @@ def make_plan(inputs: PlanInputs) -> dict:
         basis = "measured tokens/s from metrics.jsonl (valid for the same GPUs, batch and model)"
     else:
         tokens_per_s = world * peak * 1e12 * inputs.mfu / flops / (4 / 3 if inputs.checkpointing else 1)
-        basis = f"{peak:g} TFLOP/s {inputs.precision} peak per GPU × MFU {inputs.mfu:g}" + (
-            " ÷ 4/3 for activation checkpointing" if inputs.checkpointing else ""
+        # No GPU was available to measure these: peak × an assumed MFU is an estimate, and says so.
+        basis = (
+            f"ESTIMATE, not measured on a GPU: {peak:g} TFLOP/s {inputs.precision} peak per GPU × assumed MFU {inputs.mfu:g}"
+            + (" ÷ 4/3 for activation checkpointing" if inputs.checkpointing else "")
         )
     step_time = tokens_per_step / tokens_per_s
     memory = []
@@ -316,7 +318,8 @@ def format_plan(plan: dict) -> str:
         f"Budget      {plan['budget']['train_tokens']:,} tokens → {plan['budget']['steps']:,} steps",
         f"Throughput  {t['tokens_per_s']:,.0f} tokens/s in all ({_flops(t['flops_per_token'])} per token; "
         f"{t['basis']}; MFU {t['implied_mfu']:.0%})",
-        f"Step time   {t['step_time_s']:.3f} s   ETA {_duration(t['eta_s'])}",
+        f"Step time   {t['step_time_s']:.3f} s   ETA {_duration(t['eta_s'])}"
+        + ("" if t["basis"].startswith("measured") else "   (estimates: see Throughput)"),
         "",
         f"Memory per GPU (GiB) at micro-batch {b['micro_batch']}; +{plan['assumptions']['runtime_overhead_gib']:g} GiB runtime overhead in the totals",
         "  ZeRO offload     params  grads  optim | activ.  total fits max-mb | ckpt-act  total fits max-mb | CPU/node",
@@ -339,6 +342,116 @@ def format_plan(plan: dict) -> str:
         f"HF export = {d['total'] / 1e9:.2f} GB",
     ]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- data preparation
+
+MB = 1e6
+
+
+@dataclasses.dataclass(frozen=True)
+class StageRate:
+    """How one `prepare` stage's time grows: `kind` says over what it runs in parallel —
+    "files" (the N file-sliced tasks), "buckets" (the dedup hash buckets) or "one" (a single
+    task); it costs `fixed_s` plus the input bytes at `mb_per_s` per core."""
+
+    kind: str
+    mb_per_s: float | None = None  # input MB per second per core; None: no size-dependent part
+    fixed_s: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepRates:
+    stages: dict[str, StageRate]
+    measured: str  # where, when, on what: projections are only as good as this
+
+
+# Per-core rates of `prepare --tokenizer DIR` (a given tokenizer: its training is not included),
+# from the CPU seconds per stage of a 1-worker run (`prepare --timings` → cpu_stages) on the 50 MB
+# generated corpus. CPU, not wall, seconds: the shared 2-core machine ran at load ~16 and gave the
+# run ~6 % of a core (wall 501 s for 30 s of CPU); on an idle core wall ≈ CPU. Contention may still
+# inflate CPU time somewhat, so these err on the slow side. benchmarks/bench_prepare.py re-measures
+# them and prints this table after every run that includes 1 worker: paste it here.
+PREP_RATES = PrepRates(
+    stages={
+        "clean": StageRate("files", mb_per_s=4.69),
+        "dedup": StageRate("buckets", mb_per_s=277.19),
+        "split": StageRate("files", mb_per_s=9.48),
+        "tokenizer": StageRate("one", fixed_s=5.47),
+        "pack": StageRate("files", mb_per_s=5.73),
+        "finalize": StageRate("one", fixed_s=0.02),
+    },
+    measured="2026-11-30, commit e4ed031, 50 MB generated corpus, 1 worker, CPU seconds per stage, 2-core dev machine at load ~16",
+)
+
+
+def stage_kind(name: str) -> str:
+    """Which way a stage is parallel (see pipeline/data/stages/__init__.py)."""
+    if name in {"dedup", "near_reduce"}:
+        return "buckets"
+    if name in {"tokenizer", "finalize", "near_resolve"}:
+        return "one"
+    return "files"
+
+
+def rates_from_timings(stages: dict[str, float], input_bytes: int, measured: str) -> PrepRates:
+    """Per-core rates from the per-stage seconds of a 1-worker `prepare --timings` run. Single-task
+    stages become fixed costs (the given tokenizer's install and validation, the final report)."""
+    rates = {}
+    for name, seconds in stages.items():
+        kind = stage_kind(name)
+        if kind == "one":
+            rates[name] = StageRate(kind, fixed_s=seconds)
+        elif seconds > 0:
+            rates[name] = StageRate(kind, mb_per_s=input_bytes / MB / seconds)
+    return PrepRates(rates, measured)
+
+
+def prep_projection(
+    input_bytes: int,
+    cores: int,
+    num_tasks: int,
+    num_buckets: int = 64,
+    task_start_s: float = 0.0,
+    rates: PrepRates = PREP_RATES,
+) -> dict:
+    """Projected wall time of `prepare` on `cores` single-core workers (local `--workers`, or
+    SLURM array tasks running at the same time). A stage of T equal tasks on C cores takes
+    ceil(T / C) rounds of one task each; `task_start_s` is the start-up of each task's process
+    (0 for a local pool, which forks once; interpreter + imports for every SLURM array task)."""
+    if cores < 1 or num_tasks < 1:
+        raise ValueError(f"cores and tasks must be at least 1, got {cores} and {num_tasks}")
+    stages = {}
+    for name, rate in rates.stages.items():
+        tasks = {"files": num_tasks, "buckets": num_buckets, "one": 1}[rate.kind]
+        per_task = rate.fixed_s + task_start_s + (input_bytes / MB / tasks / rate.mb_per_s if rate.mb_per_s else 0.0)
+        stages[name] = math.ceil(tasks / cores) * per_task
+    return {
+        "input_bytes": input_bytes,
+        "cores": cores,
+        "tasks": num_tasks,
+        "buckets": num_buckets,
+        "task_start_s": task_start_s,
+        "stages_s": stages,
+        "total_s": sum(stages.values()),
+        "rates_measured": rates.measured,
+    }
+
+
+def format_prep_projection(projection: dict) -> str:
+    p = projection
+    stages = ", ".join(f"{name} {_duration(s)}" for name, s in p["stages_s"].items())
+    start = f", {p['task_start_s']:g} s start-up per task" if p["task_start_s"] else ""
+    return "\n".join(
+        [
+            f"Prepare     {p['input_bytes'] / 1e9:.2f} GB of CSV on {p['cores']} core(s), {p['tasks']} tasks, "
+            f"{p['buckets']} dedup buckets{start}: ETA {_duration(p['total_s'])} (given tokenizer; "
+            "training one adds its own time)",
+            f"            {stages}",
+            f"            projected from per-core rates measured {p['rates_measured']} "
+            "(re-measured by benchmarks/bench_prepare.py)",
+        ]
+    )
 
 
 # ---------------------------------------------------------------- command line

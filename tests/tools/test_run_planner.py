@@ -17,13 +17,18 @@ import torch
 from pipeline.model.model_config import ModelConfig, build_hf_config
 from pipeline.tools.run_planner import (
     PlanInputs,
+    PrepRates,
+    StageRate,
     activation_bytes,
     checkpoint_disk_bytes,
     make_plan,
     measured_tokens_per_s,
     model_shape,
     model_state_bytes,
+    prep_projection,
+    rates_from_timings,
 )
+from tests.conftest import prepare_args, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 GPT2_SMALL_ZH = ModelConfig(
@@ -214,5 +219,97 @@ def test_command_line_with_data_dir(tmp_path):
     assert {row["stage"] for row in plan["memory"]} == {3}
     text = subprocess.run(command[:-3], capture_output=True, text=True, cwd=ROOT).stdout
     assert "tokens per step" in text and "ETA" in text and "Disk" in text
+    # no GPU measured these: the printed throughput and ETA say they are estimates
+    assert "ESTIMATE, not measured on a GPU" in text and "(estimates: see Throughput)" in text
     missing = subprocess.run(command[:6] + ["--gpus", "2"], capture_output=True, text=True, cwd=ROOT)
     assert missing.returncode == 2 and "--train-tokens is required" in missing.stdout
+
+
+# ---------------------------------------------------------------- data preparation
+
+
+def test_prep_projection_worked_example():
+    """12.8 GB in 400 file tasks on 60 cores, worked by hand:
+    clean 8 MB/s per core: a task is 12,800 MB / 400 / 8 = 4 s; 400 tasks on 60 cores = 7 rounds → 28 s;
+    dedup 100 MB/s: a bucket is 12,800 / 64 / 100 = 2 s; 64 buckets on 60 cores = 2 rounds → 4 s;
+    tokenizer: one task, 2 s. Total 34 s. As 60 SLURM array tasks that start in 1.5 s each:
+    7 × 5.5 + 2 × 3.5 + 3.5 = 49 s."""
+    rates = PrepRates(
+        {
+            "clean": StageRate("files", mb_per_s=8.0),
+            "dedup": StageRate("buckets", 100.0),
+            "tokenizer": StageRate("one", fixed_s=2.0),
+        },
+        measured="by hand",
+    )
+    local = prep_projection(12_800_000_000, cores=60, num_tasks=400, num_buckets=64, rates=rates)
+    assert local["stages_s"] == pytest.approx({"clean": 28.0, "dedup": 4.0, "tokenizer": 2.0})
+    assert local["total_s"] == pytest.approx(34.0)
+    array = prep_projection(12_800_000_000, cores=60, num_tasks=400, num_buckets=64, task_start_s=1.5, rates=rates)
+    assert array["total_s"] == pytest.approx(49.0)
+    # one core: every byte through one core, whatever the task count
+    assert prep_projection(12_800_000_000, 1, 400, rates=rates)["total_s"] == pytest.approx(1600 + 128 + 2)
+    with pytest.raises(ValueError, match="at least 1"):
+        prep_projection(1, cores=0, num_tasks=4)
+
+
+def test_prep_projection_from_a_measured_prepare_run(corpus, prepared, tmp_path):
+    """Rates taken from a real 1-worker run's per-stage timings project that same corpus on one
+    core to the run's own measured stage seconds; `plan --data` reads the run's input bytes and
+    task count (checked against the files on disk and the run's plan.json)."""
+    timings = tmp_path / "timings.json"
+    out = tmp_path / "out"
+    run_pipeline(
+        *prepare_args(corpus, out, "--tokenizer", str(prepared / "tokenizer"), "--timings", str(timings), workers=1)
+    )
+    measured = json.loads(timings.read_text())["stages"]
+    on_disk = sum(p.stat().st_size for p in corpus.rglob("*") if p.name.endswith((".csv", ".csv.zst")))
+    plan_json = json.loads((out / "plan.json").read_text())
+    rates = rates_from_timings(measured, on_disk, measured="this test")
+    projected = prep_projection(on_disk, 1, plan_json["num_tasks"], plan_json["num_buckets"], rates=rates)
+    assert projected["total_s"] == pytest.approx(sum(measured.values()), rel=1e-9)
+    for name, seconds in measured.items():
+        assert projected["stages_s"].get(name, 0.0) == pytest.approx(seconds, rel=1e-9, abs=1e-12), name
+    # the tokenizer stage is one task: more cores do not shorten it
+    on_three = prep_projection(on_disk, 3, plan_json["num_tasks"], plan_json["num_buckets"], rates=rates)
+    assert on_three["stages_s"]["tokenizer"] == pytest.approx(measured["tokenizer"], rel=1e-9)
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "plan",
+            "--data",
+            str(out),
+            "--prep-cores",
+            "3",
+            "--prep-array",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    local, array = json.loads(done.stdout)
+    assert (local["input_bytes"], local["cores"]) == (on_disk, 3)
+    assert (local["tasks"], local["buckets"]) == (plan_json["num_tasks"], plan_json["num_buckets"])
+    assert (array["cores"], array["task_start_s"] > 0) == (2, True)
+    assert array["total_s"] > local["total_s"]  # fewer cores and a start-up per task
+
+
+def test_prep_command_line_from_a_size():
+    command = [sys.executable, "-m", "pipeline", "plan", "--corpus-bytes", "15GB", "--prep-cores", "64"]
+    done = subprocess.run([*command, "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    (projection,) = json.loads(done.stdout)
+    # prepare's default: one task per 32 MiB, 15e9 / 33,554,432 = 447.03 → 448
+    assert (projection["input_bytes"], projection["tasks"]) == (15_000_000_000, 448)
+    text = subprocess.run(command, capture_output=True, text=True, cwd=ROOT).stdout
+    assert "15.00 GB of CSV on 64 core(s)" in text and "re-measured by benchmarks/bench_prepare.py" in text
+    bad = subprocess.run(
+        [sys.executable, "-m", "pipeline", "plan", "--prep-cores", "4"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert bad.returncode == 2 and bad.stdout.strip().startswith("plan: --prep-cores/--prep-array need")
