@@ -92,7 +92,9 @@ class Trainer:
         self.hooks = hooks or TrainHooks.from_env()
         self.dist = dist = distributed.detect(args.local_rank)
         self.train_cfg, self.model_cfg = load_configs(args.config, args.overrides)
-        self.manifest = manifest = check_sizes(load_manifest(args.data))  # refuse shards missing or resized since prepare
+        self.manifest = manifest = check_sizes(
+            load_manifest(args.data)
+        )  # refuse shards missing or resized since prepare
         if manifest.special_ids != SPECIAL_IDS:
             raise ConfigError(
                 f"{Path(args.data) / 'manifest.json'}: special ids {manifest.special_ids}; the model is built "
