@@ -244,6 +244,7 @@ def read_csv_file(path: str, config: ReadConfig, report: FileReport) -> Iterator
         return
     report.encoding = encoding
     report.bytes_read = 0  # the probe's bytes are read again
+    previous_limit = csv.field_size_limit()  # process-wide: restored so other csv users keep theirs
     try:
         yield from _parse(path, encoding, config, report)
     except (OSError, zstandard.ZstdError) as exc:
@@ -252,6 +253,8 @@ def read_csv_file(path: str, config: ReadConfig, report: FileReport) -> Iterator
         report.rows_read += 1
         report.rows_malformed += 1
         report.error = f"read failed after {report.bytes_read} bytes of {path}: {exc}"
+    finally:
+        csv.field_size_limit(previous_limit)
 
 
 def _parse(path: str, encoding: str, config: ReadConfig, report: FileReport) -> Iterator[Document]:
