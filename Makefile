@@ -26,4 +26,4 @@ bench:              ## data-preparation and training benchmarks (minutes; result
 	.venv/bin/python benchmarks/bench_train.py --steps 60 --nproc 2
 
 bench-faults:       ## the trainer fault cases ×20 with random timing (hours; table in docs/trainer-faults.md)
-	.venv/bin/python benchmarks/bench_trainer_faults.py --repeat 20 --markdown docs/trainer-faults.md
+	.venv/bin/python benchmarks/bench_trainer_faults.py --repeat 20 --results benchmarks/results/trainer-faults.jsonl --markdown docs/trainer-faults-table.md
