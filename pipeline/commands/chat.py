@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from pipeline.commands.model_args import add_model_arguments
 from pipeline.model.loading import load_model
 from pipeline.serving.chat_server import make_server
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, required=True, help="Hugging Face model directory (e.g. RUN/hf)")
+    add_model_arguments(parser)
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed)")
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default: this machine only)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,13 +11,14 @@ import json
 import sys
 from pathlib import Path
 
+from pipeline.commands.model_args import add_model_arguments
 from pipeline.core.atomic import write_json_atomically
 from pipeline.evaluation.model_eval import EvaluationRequest, evaluate
 from pipeline.formats.manifest import ManifestError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, required=True, help="Hugging Face model directory (e.g. RUN/hf)")
+    add_model_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="prepared data directory (manifest.json + shards)")
     source.add_argument(
@@ -37,8 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--all-blocks", action="store_true", help="score every block, not the training run's eval selection"
     )
     parser.add_argument("--micro-batch-size", type=int, default=8)
-    parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--no-unigram", action="store_true", help="skip the unigram baseline")
     parser.add_argument("--output", type=Path, help="also write the JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

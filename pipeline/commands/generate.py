@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from pipeline.commands.model_args import add_model_arguments
 from pipeline.model.loading import load_model
 from pipeline.serving.generate import GenerationSettings, generate
 
@@ -63,11 +63,9 @@ def answer(model, tokenizer, prompt: str, settings: GenerationSettings) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, required=True, help="Hugging Face model directory (e.g. RUN/hf)")
+    add_model_arguments(parser)
     parser.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     parser.add_argument("--interactive", action="store_true", help="read prompts from the terminal until an empty line")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     add_generation_arguments(parser)
 
 
