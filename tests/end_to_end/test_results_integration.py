@@ -5,7 +5,6 @@ the trainer's held-out perplexity exactly: same blocks, same evaluator, consolid
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from pipeline.evaluation.model_eval import EvaluationRequest, evaluate
 from pipeline.tools.report_plots import render_training_report
 from tests.helpers.tiny_lm import make_data_dir, tiny_corpus, train_tokenizer_dir
+from tests.helpers.train_fixtures import run_training, train_env
 
 ROOT = Path(__file__).resolve().parents[2]
 EVAL_MAX_BLOCKS = 12  # fewer than the validation split holds (as zh-3b1.yaml's 8,192 of ~30k)
@@ -27,37 +27,19 @@ def test_trainer_export_evaluate_report_generate(tmp_path):
         tmp_path / "data", train_tokenizer_dir(tmp_path / "tok", docs=docs), docs[:600], docs[600:], block_size=64
     )
     run_dir = tmp_path / "run"
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "DS_ACCELERATOR": "cpu",
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(29700 + os.getpid() % 50),
-        str(ROOT / "launch/pretrain.py"),
-        "--config",
-        "configs/train/tiny-cpu.yaml",
-        "--data",
-        str(data),
-        "--output",
-        str(run_dir),
+    done = run_training(
+        ROOT / "configs/train/tiny-cpu.yaml",
+        data,
+        run_dir,
         "max_steps=20",
         "eval_interval=10",
         f"eval_max_blocks={EVAL_MAX_BLOCKS}",
         "log_interval=5",
         "export_at_end=true",
         "tensorboard=false",
-    ]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-6000:]
 
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     last_eval = [r for r in records if r["kind"] == "eval"][-1]
@@ -102,6 +84,6 @@ def test_trainer_export_evaluate_report_generate(tmp_path):
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env=env,
+        env=train_env(),
     )
     assert generated.returncode == 0 and generated.stdout.startswith("中国"), generated.stderr
