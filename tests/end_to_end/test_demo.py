@@ -9,22 +9,32 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.train_fixtures import kill_tree
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     demo = tmp_path / "demo"
-    result = subprocess.run(
+    # its own session, so a timeout kills the whole demo (trainer ranks included), not only bash:
+    # orphaned ranks would train on beside the rest of the suite
+    process = subprocess.Popen(
         ["bash", "launch/demo.sh"],
         cwd=REPO,
         env={**os.environ, "DEMO_DIR": str(demo)},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=1500,
+        start_new_session=True,
     )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    out = result.stdout
+    try:
+        out, err = process.communicate(timeout=3000)  # ~6 min idle; generous for a loaded 2-core machine
+    except subprocess.TimeoutExpired:
+        kill_tree(process.pid)
+        out, err = process.communicate()
+        pytest.fail("the demo did not finish in 3000 s:\n" + out[-4000:] + err[-4000:])
+    assert process.returncode == 0, out[-4000:] + err[-4000:]
     assert "first run exited with code 75" in out  # interrupted by the signal …
     assert '"state": "finished"' in (demo / "run" / "status.json").read_text()  # … and resumed to the end
     evaluation = json.loads((demo / "run" / "eval.json").read_text())
