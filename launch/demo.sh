@@ -23,7 +23,9 @@ $PY -m pipeline prepare --input "$DEMO_DIR/corpus/**/*.csv*" --output "$DATA" --
 
 echo; echo "== 3/6 pretrain the tiny model: deepspeed, 2 ranks, ZeRO-2 (interrupted once, then resumed) → $RUN"
 rm -rf "$RUN"
-TRAIN=(deepspeed --num_gpus 2 launch/pretrain.py --config configs/train/tiny-cpu.yaml --data "$DATA" --output "$RUN" export_at_end=true)
+# a free port, not deepspeed's default 29500: two demos (or a demo and a test) on one machine would collide
+PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+TRAIN=(deepspeed --num_gpus 2 --master_port "$PORT" launch/pretrain.py --config configs/train/tiny-cpu.yaml --data "$DATA" --output "$RUN" export_at_end=true)
 "${TRAIN[@]}" > "$DEMO_DIR/train-1.log" 2>&1 &
 launcher=$!
 # Preempt it as SLURM would: SIGUSR1 to rank 0 once 60 steps are logged. The ranks agree at
