@@ -14,7 +14,7 @@ N = 24  # blocks; global batch 8 (2 micro × 2 accum × 2 ranks): an epoch is 3 
 def write_run(run, steps, resume_at=None, world=2):
     """Audit files as the trainer writes them, from the real sampler; a resume at `resume_at`
     redoes the steps after it (as after a kill -9 that lost them)."""
-    audits = [SampleAudit(run, rank, 0) for rank in range(world)]
+    audits = [SampleAudit(run, rank, 0, world) for rank in range(world)]
     samplers = [ResumableSampler(N, 2, 2, rank, world, seed=3) for rank in range(world)]
     for step in range(1, steps + 1):
         for audit, sampler in zip(audits, samplers):
@@ -22,7 +22,7 @@ def write_run(run, steps, resume_at=None, world=2):
     for audit in audits:
         audit.close()
     if resume_at is not None:
-        audits = [SampleAudit(run, rank, resume_at) for rank in range(world)]
+        audits = [SampleAudit(run, rank, resume_at, world) for rank in range(world)]
         samplers = [
             ResumableSampler(N, 2, 2, rank, world, seed=3, consumed_samples=resume_at * 8) for rank in range(world)
         ]
