@@ -219,6 +219,8 @@ class Trainer:
         if resume_state is not None:
             reseed = cfg.seed if self.rescaled_from else None  # no RNG file of a new rank: (seed, step, rank)
             self.load_state_dict(checkpoint.load(self.engine, resume[0], resume[1], dist.rank, load_dir, reseed))
+            if load_dir is not None:
+                universal.repair_after_load(self.engine, load_dir, resume[1])  # DeepSpeed's ZeRO-3 loader
         signals.install()  # again: nothing imported since may keep a handler of its own
         if self._agree(self.stop.raised):  # a signal while the model was built or loaded
             self._stop_before_first_step(self.state.step)

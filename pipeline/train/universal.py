@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from pipeline.core.atomic import write_json_atomically
 from pipeline.train.checkpoint import (
     COMMIT_FILE,
@@ -118,3 +120,32 @@ def convert(ckpt_dir: Path, source: Path, source_world: int, workers: int = 2) -
     fsync_path(Path(ckpt_dir))
     took = time.monotonic() - started
     return root, f"[checkpoint] {tag}: converted to a universal checkpoint in {took:.1f}s ({target})"
+
+
+def repair_after_load(engine, load_dir: Path, tag: str) -> None:
+    """Undo two things DeepSpeed 0.19.8's ZeRO-3 universal loader
+    (`stage3.load_hp_checkpoint_state_from_checkpoint_dir_stage3`) gets wrong for an optimizer with
+    more than one param group (this trainer has two: decayed weights, and biases/norms/embeddings):
+
+    - it gives every sub-group the *same* `step` tensor object; torch's AdamW increments `step` in
+      place once per sub-group, so the count advanced by 2 per optimizer step and Adam's bias
+      correction was wrong from the first step after the resume (found by the elastic test: ZeRO-3's
+      losses drifted 2.7e-3 after one step, 2e-2 after eight; ZeRO-2 stayed within 2e-7);
+    - it copies param group 0's hyperparameters into every group, so the no-decay group would be
+      decayed.
+    Both are restored as a same-world load leaves them (and as ZeRO 1/2's universal loader does): each
+    state its own step tensor, each group its saved hyperparameters from the converted
+    `zero/optimizer_state.pt` (read through the engine's weights-only checkpoint engine). For ZeRO 1/2
+    this changes nothing."""
+    inner = engine.optimizer.optimizer  # the torch optimizer inside ZeRO
+    for state in inner.state.values():
+        if isinstance(state.get("step"), torch.Tensor):
+            state["step"] = state["step"].clone()
+    saved = engine.checkpoint_engine.load(str(Path(load_dir) / tag / "zero" / "optimizer_state.pt"), map_location="cpu")
+    if len(saved["param_groups"]) != len(inner.param_groups):
+        raise CheckpointError(
+            f"{Path(load_dir) / tag}: {len(saved['param_groups'])} optimizer param groups saved, "
+            f"{len(inner.param_groups)} built"
+        )
+    for group, loaded in zip(inner.param_groups, saved["param_groups"]):
+        group.update({key: value for key, value in loaded.items() if key != "params"})

@@ -2,6 +2,7 @@
 3, then 2 ranks, against the uninterrupted 2-rank run."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -10,11 +11,13 @@ import pytest
 from pipeline.train.audit import check_exactly_once, read_audit
 from pipeline.train.checkpoint import commit_problem, read_commit
 from pipeline.train.hooks import ENV_SIGNAL_AT_STEP
+from tests.helpers.tiny_lm import train_tokenizer_dir
 from tests.helpers.train_fixtures import REPO, make_packed_data, read_jsonl, run_training, train_env, write_run_configs
 
 pytestmark = pytest.mark.slow
 TRAIN_BLOCKS = 54  # global batch 12 (2 micro × 3 accum × 2 ranks; 2 × 6 × 1; 2 × 2 × 3): 4.5 steps an epoch
 MAX_STEPS = 12
+VOCAB = 600  # what the real tokenizer for the export has
 LEGS = ((2, 3), (1, 6), (3, 9), (2, MAX_STEPS))  # (ranks, the step its SIGUSR1 stops it at)
 # Dropout off: with it, a sample's dropout mask depends on the rank and micro-step that draw it,
 # so a new layout changes the numbers by dropout noise, not by rounding (see docs/training.md).
@@ -27,7 +30,14 @@ LOSS_TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return make_packed_data(tmp_path_factory.mktemp("data"), train_blocks=TRAIN_BLOCKS, val_blocks=37)
+    """The learnable Markov stream over a 600-id vocabulary, with a real 600-piece tokenizer beside
+    it (the export copies it; only the model is loaded back here)."""
+    root = tmp_path_factory.mktemp("data")
+    tokenizer = train_tokenizer_dir(tmp_path_factory.mktemp("tok") / "tokenizer", vocab_size=VOCAB)
+    data = make_packed_data(root, train_blocks=TRAIN_BLOCKS, val_blocks=37, vocab_size=VOCAB)
+    for item in tokenizer.iterdir():
+        shutil.copy2(item, root / "tokenizer" / item.name)
+    return data
 
 
 def losses(run):
@@ -49,7 +59,7 @@ def export_logits(run):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     model = AutoModelForCausalLM.from_pretrained(run / "hf").eval()
     with torch.no_grad():
-        return model(torch.arange(4, 68).remainder(96).unsqueeze(0)).logits
+        return model(torch.arange(4, 68).unsqueeze(0)).logits
 
 
 @pytest.mark.parametrize("zero", ["zero3", "zero2"])
@@ -102,7 +112,8 @@ def test_resume_on_2_then_1_then_3_then_2_ranks(tmp_path, data, zero):
     differences = {s: abs(got[s] - expected[s]) for s in got}
     print(f"[elastic {zero}] max |loss difference| {max(differences.values()):.3g}: {differences}")
     assert max(differences.values()) <= LOSS_TOLERANCE, differences
-    assert expected[MAX_STEPS] < expected[1] - 0.5  # it learned: a tolerance on a flat curve would prove little
+    # it learned (ln 600 = 6.40 → ~5.98): a tolerance on a flat curve would prove little
+    assert expected[MAX_STEPS] < expected[1] - 0.3
 
     logits, reference_logits = export_logits(run), export_logits(tmp_path / "full")
     print(f"[elastic {zero}] max |logit difference| of the exports {(logits - reference_logits).abs().max():.3g}")
