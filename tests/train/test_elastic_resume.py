@@ -1,7 +1,11 @@
 """Elastic resume with real DeepSpeed (CPU, gloo): one run preempted on 2 ranks, resumed on 1, then
-3, then 2 ranks, against the uninterrupted 2-rank run."""
+3, then 2 ranks, against the uninterrupted 2-rank run.
+
+CI runs ZeRO-3 (~6 min on the loaded 2-core machine). ZeRO-2 takes another ~5 min, over the CI
+budget: it runs with ZH_PRETRAIN_TEST_ELASTIC_ZERO2=1 (measured passing; docs/training.md)."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -44,11 +48,18 @@ def losses(run):
     return {r["step"]: r["loss"] for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "train"}
 
 
-def export_logits(run):
-    """`python -m pipeline export RUN`, loaded back with transformers; logits on one block."""
+def logits(model_dir):
+    """The model of an export, loaded with transformers; its logits on one block."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        return model(torch.arange(4, 68).unsqueeze(0)).logits
+
+
+def export(run):
+    """`python -m pipeline export RUN` (the newest committed checkpoint → RUN/hf)."""
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "export", str(run)],
         cwd=REPO,
@@ -57,12 +68,19 @@ def export_logits(run):
         text=True,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    model = AutoModelForCausalLM.from_pretrained(run / "hf").eval()
-    with torch.no_grad():
-        return model(torch.arange(4, 68).unsqueeze(0)).logits
+    return run / "hf"
 
 
-@pytest.mark.parametrize("zero", ["zero3", "zero2"])
+ZERO2 = pytest.param(
+    "zero2",
+    marks=pytest.mark.skipif(
+        os.environ.get("ZH_PRETRAIN_TEST_ELASTIC_ZERO2") != "1",
+        reason="~5 min more than the CI budget; run with ZH_PRETRAIN_TEST_ELASTIC_ZERO2=1",
+    ),
+)
+
+
+@pytest.mark.parametrize("zero", ["zero3", ZERO2])
 def test_resume_on_2_then_1_then_3_then_2_ranks(tmp_path, data, zero):
     config = write_run_configs(
         tmp_path / "cfg",
@@ -75,7 +93,7 @@ def test_resume_on_2_then_1_then_3_then_2_ranks(tmp_path, data, zero):
         keep_last=100,  # nothing pruned: every committed tag is checked after every leg
     )
     ds = f"configs/deepspeed/{zero}.json"
-    full = run_training(config, data.root, tmp_path / "full", *NO_DROPOUT, deepspeed_config=ds)
+    full = run_training(config, data.root, tmp_path / "full", *NO_DROPOUT, "export_at_end=true", deepspeed_config=ds)
     assert full.returncode == 0, full.stdout[-4000:]
 
     run = tmp_path / "elastic"
@@ -115,6 +133,7 @@ def test_resume_on_2_then_1_then_3_then_2_ranks(tmp_path, data, zero):
     # it learned (ln 600 = 6.40 → ~5.98): a tolerance on a flat curve would prove little
     assert expected[MAX_STEPS] < expected[1] - 0.3
 
-    logits, reference_logits = export_logits(run), export_logits(tmp_path / "full")
-    print(f"[elastic {zero}] max |logit difference| of the exports {(logits - reference_logits).abs().max():.3g}")
-    assert (logits - reference_logits).abs().max() <= 1e-3
+    # the final export loads in transformers and is the uninterrupted run's model up to the same rounding
+    difference = (logits(export(run)) - logits(tmp_path / "full" / "hf")).abs().max().item()
+    print(f"[elastic {zero}] max |logit difference| of the exports {difference:.3g}")
+    assert difference <= 1e-3
