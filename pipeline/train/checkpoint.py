@@ -10,6 +10,8 @@ Layout of RUN/checkpoints/:
                          only truth (a missing, empty or garbage `latest` loses nothing)
   .incomplete/<tag>[.N]  tags without a valid record (an interrupted save, a damaged copy), moved
                          aside at start-up — never deleted: it might be the only copy of something
+  universal/<tag>/       DeepSpeed's universal form of <tag>, written on a resume on another world
+                         size (universal.py), with its own COMMITTED record; pruned with <tag>
 
 Rules: a committed tag is never rewritten (saving onto one raises); resuming from an older tag
 while newer committed tags exist is refused (`resume_choice`), so later steps can never overwrite
@@ -40,6 +42,7 @@ TAG_PATTERN = re.compile(r"^step_(\d{8,})$")
 STATE_FILE = "trainer_state.json"
 COMMIT_FILE = "COMMITTED"
 INCOMPLETE_DIR = ".incomplete"
+UNIVERSAL_DIR = "universal"  # converted copies for a resume on another world size (universal.py)
 
 
 class CheckpointError(RuntimeError):
@@ -290,19 +293,37 @@ def save(
     torch.distributed.barrier()
 
 
-def load(engine, ckpt_dir: Path, tag: str, rank: int) -> dict:
-    """Load engine/optimizer/scheduler state and this rank's RNG; returns the trainer state."""
+def load(engine, ckpt_dir: Path, tag: str, rank: int, load_dir: Path | None = None, reseed: int | None = None) -> dict:
+    """Load engine/optimizer/scheduler state and this rank's RNG; returns the trainer state.
+
+    Same world size: DeepSpeed's files of `ckpt_dir/tag`, RNG from rng_rank<rank>.pt (bitwise).
+    Another world size: `load_dir` is where DeepSpeed reads (the universal copy, see universal.py;
+    `ckpt_dir` for ZeRO-0), and `reseed` (the run's seed) re-seeds every RNG from (seed, step, rank) —
+    the old ranks' RNG files do not map onto the new ranks."""
     tag_dir = Path(ckpt_dir) / tag
     rng_file = tag_dir / f"rng_rank{rank}.pt"
-    if not rng_file.is_file():
+    if reseed is None and not rng_file.is_file():
         raise CheckpointError(f"{tag_dir}: no RNG state for rank {rank} ({rng_file.name} missing)")
     path, client = engine.load_checkpoint(
-        str(ckpt_dir), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
+        str(load_dir or ckpt_dir), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
     )
     if path is None:
         raise CheckpointError(f"{tag_dir}: DeepSpeed could not load this checkpoint")
-    set_rng_state(torch.load(rng_file, weights_only=True))
+    if reseed is None:
+        set_rng_state(torch.load(rng_file, weights_only=True))
+    else:
+        reseed_rng(reseed, client["trainer_state"]["step"], rank)
     return client["trainer_state"]
+
+
+def reseed_rng(seed: int, step: int, rank: int) -> None:
+    """Every RNG of this rank from (seed, step, rank): after a world-size change there is no saved
+    state for a new rank, and a deterministic seed keeps the continued run reproducible."""
+    words = np.random.SeedSequence([seed, step, rank]).generate_state(2, dtype=np.uint32)
+    value = int(words[0]) << 32 | int(words[1])
+    random.seed(value)
+    np.random.seed(words)
+    torch.manual_seed(value)  # also seeds every CUDA device
 
 
 def prune(ckpt_dir: Path, keep_last: int, keep: set[str]) -> list[str]:
@@ -313,5 +334,6 @@ def prune(ckpt_dir: Path, keep_last: int, keep: set[str]) -> list[str]:
     for tag in committed[:-keep_last] if keep_last > 0 else committed[:-1]:
         if tag not in keep and tag != committed[-1]:
             shutil.rmtree(Path(ckpt_dir) / tag)
+            shutil.rmtree(Path(ckpt_dir) / UNIVERSAL_DIR / tag, ignore_errors=True)  # its converted copy, if any
             removed.append(tag)
     return removed

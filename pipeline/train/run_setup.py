@@ -68,29 +68,64 @@ def resolve_precision(requested: str, device: torch.device) -> str:
 
 
 def check_resume(state: dict, identity: dict, allow_data_change: bool, where: Path) -> list[str]:
-    """Refuse a resume that cannot be exact; returns warnings for tolerated changes."""
+    """Refuse a resume that cannot be exact; returns warnings for tolerated changes. A different
+    world size is not refused here: `resume_layout` decides whether the global batch can be kept."""
     for key, what in (("data_fingerprint", "data manifest"), ("tokenizer_fingerprint", "tokenizer")):
         if state[key] != identity[key] and not allow_data_change:
             raise checkpoint.CheckpointError(
                 f"{where}: the checkpoint was trained on a different {what} ({key} {state[key]} != {identity[key]}). "
                 f"Pass --allow-data-change to continue on the new data deliberately, or use --output for a new run."
             )
-    if state["world_size"] != identity["world_size"]:
-        raise checkpoint.CheckpointError(
-            f"{where}: written by {state['world_size']} data-parallel ranks, this run has {identity['world_size']}. "
-            f"ZeRO partitions optimizer state per rank, so restart with {state['world_size']} ranks. Changing the world "
-            f"size mid-run is not supported yet: DeepSpeed can convert the checkpoint (`python -m "
-            f"deepspeed.checkpoint.ds_to_universal --input_folder {where} --output_folder {where}_universal`), but this "
-            f"trainer does not load universal checkpoints; the weights alone are in `python launch/export.py`'s output."
-        )
     if state["model_fingerprint"] != identity["model_fingerprint"]:
-        raise checkpoint.CheckpointError(f"{where}: the model config differs from the checkpoint's; refusing to load")
+        raise checkpoint.CheckpointError(
+            f"{where}: the model config differs from the checkpoint's; refusing to load (the model shape cannot "
+            f"change on resume)"
+        )
     warnings = []
     if state["data_fingerprint"] != identity["data_fingerprint"]:
         warnings.append("continuing on different data (--allow-data-change): the sample stream position is kept")
     if state["train_fingerprint"] != identity["train_fingerprint"]:
         warnings.append("the train config differs from the checkpoint's (new values apply from here on)")
     return warnings
+
+
+def possible_world_sizes(global_batch: int) -> list[int]:
+    """World sizes a run of this global batch can continue on: the divisors of the global batch."""
+    return [n for n in range(1, global_batch + 1) if global_batch % n == 0]
+
+
+def batch_layout(global_batch: int, world: int, micro: int) -> tuple[int, int]:
+    """(micro batch, grad accum steps) with micro × accum × world == global_batch: the configured
+    micro batch when it fits, else the largest smaller one that does (it bounds activation memory)."""
+    per_rank = global_batch // world
+    for size in range(min(micro, per_rank), 0, -1):
+        if per_rank % size == 0:
+            return size, per_rank // size
+    raise AssertionError("unreachable: a micro batch of 1 always fits")
+
+
+def resume_layout(state: dict, cfg: TrainConfig, world: int, where: Path) -> tuple[int, int]:
+    """The (micro batch, grad accum) a resume on `world` ranks trains with: the checkpoint's global
+    batch is kept (the sample stream and the optimizer's steps depend on it). Same world size: the
+    config's layout, which must give that global batch. Another world size: the config's micro
+    batch (or the largest smaller one that fits), grad accum derived."""
+    kept, saved_world = state["global_batch"], state["world_size"]
+    if world == saved_world:
+        if cfg.global_batch(world) != kept:
+            raise checkpoint.CheckpointError(
+                f"{where}: global batch {kept} ({saved_world} ranks); this config gives {cfg.global_batch(world)} "
+                f"({cfg.micro_batch_size} micro × {cfg.grad_accum_steps} accum × {world}). The global batch cannot "
+                f"change on resume (the sample stream position and the schedule depend on it): restore "
+                f"micro_batch_size × grad_accum_steps = {kept // world}, or use --output for a new run."
+            )
+        return cfg.micro_batch_size, cfg.grad_accum_steps
+    if kept % world:
+        raise checkpoint.CheckpointError(
+            f"{where}: written by {saved_world} ranks with global batch {kept}; {world} ranks cannot keep it "
+            f"({kept} is not a multiple of {world}). What cannot change on resume: the model shape, the data "
+            f"manifest, the global batch. Possible world sizes for this run: {possible_world_sizes(kept)}."
+        )
+    return batch_layout(kept, world, cfg.micro_batch_size)
 
 
 def validation_selection(num_blocks: int, eval_max_blocks: int | None) -> dict:

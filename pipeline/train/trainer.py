@@ -32,7 +32,7 @@ from pipeline.formats.manifest import check_sizes, load_manifest
 from pipeline.formats.packed_shards import PackedBlocks
 from pipeline.model.flops import flops_per_token, matmul_params
 from pipeline.model.model_config import build_hf_config
-from pipeline.train import checkpoint, checkpoint_engine, distributed, signals
+from pipeline.train import checkpoint, checkpoint_engine, distributed, signals, universal
 from pipeline.train.audit import SampleAudit
 from pipeline.train.checkpointer import CheckPointer
 from pipeline.train.hooks import TrainHooks
@@ -43,6 +43,7 @@ from pipeline.train.run_setup import (
     deepspeed_config,
     prepare_run_dir,
     resolve_precision,
+    resume_layout,
     validation_selection,
     write_status,
 )
@@ -141,6 +142,24 @@ class Trainer:
         self.state = TrainerState(step=step or 0)
         self.early_exit = ("preempted", EXIT_PREEMPTED)
 
+    def _universal_copy(self, resume: tuple[Path, str], ds_config: dict) -> Path | None:
+        """A resume on another world size: ZeRO 1–3 partition the optimizer state per rank, so rank 0
+        converts the tag to DeepSpeed's universal form (universal.py) and every rank's engine loads
+        that (`load_universal`). Returns the folder to load from; None for ZeRO-0 (nothing partitioned)."""
+        if ds_config.get("zero_optimization", {}).get("stage", 0) == 0:
+            return None
+        ds_config["checkpoint"] = {**ds_config.get("checkpoint", {}), "load_universal": True}
+        problem = ""
+        if self.dist.is_main:
+            try:
+                _, line = universal.convert(self.ckpt_dir, resume[0] / resume[1], self.rescaled_from)
+                print(line, flush=True)
+            except (checkpoint.CheckpointError, OSError) as exc:
+                problem = str(exc)
+        if self._agree(bool(problem)):  # every rank waits for rank 0's conversion here
+            raise checkpoint.CheckpointError(problem or "the universal conversion failed on rank 0 (see its message)")
+        return universal.universal_root(self.ckpt_dir)
+
     def _build(self, ds_path: Path) -> None:
         import deepspeed
 
@@ -150,10 +169,6 @@ class Trainer:
         cfg, dist, manifest = self.train_cfg, self.dist, self.manifest
         self.block_size = manifest.block_size
         self.world = world = dist.world_size
-        self.global_batch = cfg.global_batch(world)
-        self.total_steps = cfg.total_steps(world, self.block_size)
-        self.precision = resolve_precision(cfg.precision, self.device)
-        ds_config = deepspeed_config(ds_path, cfg, self.precision)
         self.identity = {
             "data_fingerprint": manifest.fingerprint,
             "tokenizer_fingerprint": manifest.tokenizer_fingerprint,
@@ -168,8 +183,19 @@ class Trainer:
         torch.distributed.barrier()
         resume = checkpoint.resume_choice(self.ckpt_dir, self.args.resume)
         resume_state = checkpoint.read_state(resume[0] / resume[1]) if resume else None
+        self.rescaled_from = None  # the checkpoint's world size when it differs from this run's
         if resume_state is not None:
             warnings = check_resume(resume_state, self.identity, self.args.allow_data_change, resume[0] / resume[1])
+            # the checkpoint's global batch is kept; on another world size grad accum is derived
+            micro, accum = resume_layout(resume_state, cfg, world, resume[0] / resume[1])
+            self.train_cfg = cfg = dataclasses.replace(cfg, micro_batch_size=micro, grad_accum_steps=accum)
+            if resume_state["world_size"] != world:
+                self.rescaled_from = resume_state["world_size"]
+        self.global_batch = cfg.global_batch(world)
+        self.total_steps = cfg.total_steps(world, self.block_size)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        ds_config = deepspeed_config(ds_path, cfg, self.precision)
+        if resume_state is not None:
             if resume_state["step"] >= self.total_steps:
                 self.state = TrainerState(step=resume_state["step"])
                 self.early_exit = ("finished", 0)
@@ -177,6 +203,7 @@ class Trainer:
             if dist.is_main:
                 for warning in warnings:
                     print(f"[train] warning: {warning}", flush=True)
+        load_dir = self._universal_copy(resume, ds_config) if self.rescaled_from else None
 
         model = build_model(self.hf_config, self.model_cfg.activation_checkpointing, cfg.seed)
         n_matmul = matmul_params(model)
@@ -190,7 +217,10 @@ class Trainer:
         checkpoint_engine.make_safe(self.engine)  # weights_only loading, per-rank fsync of saves
         self.state = TrainerState()
         if resume_state is not None:
-            self.load_state_dict(checkpoint.load(self.engine, resume[0], resume[1], dist.rank))
+            reseed = cfg.seed if self.rescaled_from else None  # no RNG file of a new rank: (seed, step, rank)
+            self.load_state_dict(checkpoint.load(self.engine, resume[0], resume[1], dist.rank, load_dir, reseed))
+            if load_dir is not None:
+                universal.repair_after_load(self.engine, load_dir, resume[1])  # DeepSpeed's ZeRO-3 loader
         signals.install()  # again: nothing imported since may keep a handler of its own
         if self._agree(self.stop.raised):  # a signal while the model was built or loaded
             self._stop_before_first_step(self.state.step)
@@ -236,7 +266,7 @@ class Trainer:
             peak_tflops(torch.cuda.get_device_name(self.device), self.precision) if self.device.type == "cuda" else None
         )
         if cfg.audit_samples:  # records of the steps redone from here are dropped
-            self.audit = SampleAudit(self.run_dir, dist.rank, self.state.step)
+            self.audit = SampleAudit(self.run_dir, dist.rank, self.state.step, world)
         self.last_eval: EvalResult | None = None
         self.log.message(
             f"[train] {'resuming at step ' + str(self.state.step) if self.state.step else 'starting'}: "
@@ -247,6 +277,12 @@ class Trainer:
             f"(~{self.total_steps * self.global_batch / len(self.train_blocks):.2f} epochs), {n_matmul:,} matmul "
             f"params, {self.precision}, ZeRO stage {self.engine.zero_optimization_stage()}"
         )
+        if self.rescaled_from:
+            self.log.message(
+                f"[train] world size {self.rescaled_from} → {world}: global batch {self.global_batch} kept "
+                f"(grad accum {cfg.grad_accum_steps}), same sample stream; RNG re-seeded from (seed, step, rank); "
+                f"losses continue within float rounding of the {self.rescaled_from}-rank run, not bitwise"
+            )
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:

@@ -94,3 +94,26 @@ def test_resume_from_an_uncommitted_tag_is_refused(tmp_path):
     make(tmp_path, 10, commit=False)
     with pytest.raises(CheckpointError, match="not a committed checkpoint"):
         resume_choice(tmp_path, str(tmp_path / tag_for(10)))
+
+
+def test_prune_removes_the_universal_copy_with_its_tag(tmp_path):
+    make(tmp_path, 10, 20, 30)
+    make(tmp_path / "universal", 10, 20)  # converted copies, each with its own record
+    assert prune(tmp_path, keep_last=2, keep=set()) == [tag_for(10)]
+    assert names(tmp_path / "universal") == [tag_for(20)]
+
+
+@pytest.mark.slow  # starts DeepSpeed's converter (~12 s)
+def test_a_committed_universal_copy_is_reused_a_damaged_one_moved_aside(tmp_path):
+    from pipeline.train import universal
+
+    make(tmp_path, 10)
+    make(tmp_path / "universal", 10)
+    root, line = universal.convert(tmp_path, tmp_path / tag_for(10), source_world=2)
+    assert root == tmp_path / "universal" and "reusing its universal copy" in line
+    (tmp_path / "universal" / tag_for(10) / "mp_rank_00_model_states.pt").write_bytes(b"x")  # cut short
+    # the source here is no DeepSpeed checkpoint: the converter fails, in one line naming the source
+    with pytest.raises(CheckpointError, match=f"{tag_for(10)}: DeepSpeed's universal conversion failed .*resume on 2"):
+        universal.convert(tmp_path, tmp_path / tag_for(10), source_world=2)
+    assert (tmp_path / ".incomplete" / f"{tag_for(10)}.universal" / "mp_rank_00_model_states.pt").read_bytes() == b"x"
+    assert not (tmp_path / "universal" / tag_for(10)).exists()

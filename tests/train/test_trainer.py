@@ -78,7 +78,7 @@ def test_bitwise_resume_after_sigusr1(tmp_path, data, zero, stop_at):
 
 def test_zero1_deepspeed_launcher_trains_resumes_refuses_mismatches(tmp_path, data):
     """`deepspeed --num_gpus 2`: train 10 steps (loss falls), extend to 14 (resume), rerun (already
-    complete, exit 0), then refuse a different world size and different data."""
+    complete, exit 0), then refuse a world size that cannot keep the global batch, and different data."""
     config = write_run_configs(
         tmp_path / "cfg",
         max_steps=10,
@@ -118,12 +118,12 @@ def test_zero1_deepspeed_launcher_trains_resumes_refuses_mismatches(tmp_path, da
     assert_ok(again)
     assert "already complete at step 14" in again.stdout
 
-    one_rank = run_training(
-        config, data.root, run, "max_steps=20", nproc=1, deepspeed_config="configs/deepspeed/zero1.json"
+    three_ranks = run_training(
+        config, data.root, run, "max_steps=20", nproc=3, deepspeed_config="configs/deepspeed/zero1.json"
     )
-    assert one_rank.returncode != 0
-    assert "written by 2 data-parallel ranks, this run has 1" in one_rank.stdout
-    assert "ds_to_universal" in one_rank.stdout
+    assert three_ranks.returncode != 0  # global batch 16 cannot be split over 3 ranks (test_elastic_resume: 2→1→3→2)
+    assert "16 is not a multiple of 3" in three_ranks.stdout
+    assert "Possible world sizes for this run: [1, 2, 4, 8, 16]" in three_ranks.stdout
 
     other = make_packed_data(tmp_path / "other", train_blocks=TRAIN_BLOCKS, seed=1, tokenizer_tag="other")
     refused = run_training(config, other.root, run, "max_steps=20", deepspeed_config="configs/deepspeed/zero1.json")
