@@ -391,11 +391,12 @@ def markdown(results: dict) -> str:
                 f"| {v['variant']} | {v.get('skipped') or 'FAILED (exit ' + str(v.get('exit_code')) + ')'} |||||||"
             )
             continue
-        mfu = f"{v['mfu']:.1%}" if v["mfu"] is not None else "n/a"
+        number = lambda key, spec, v=v: format(v[key], spec) if finite(v[key]) else "n/a"  # noqa: E731
+        mfu = f"{v['mfu']:.1%}" if finite(v["mfu"]) else "n/a"
         lines.append(
-            f"| {v['variant']} | {v['tokens_per_s']:,.0f} | {mfu} | {v['step_time_s']:.4f} | "
-            f"{v['first_window_step_time_s']:.3f} | {v['peak_memory_gib']:.2f} ({v['peak_memory_kind']}) | "
-            f"{v['final_loss']:.4f} | {v['optimizer']} |"
+            f"| {v['variant']} | {number('tokens_per_s', ',.0f')} | {mfu} | {number('step_time_s', '.4f')} | "
+            f"{number('first_window_step_time_s', '.3f')} | {number('peak_memory_gib', '.2f')} "
+            f"({v['peak_memory_kind']}) | {number('final_loss', '.4f')} | {v['optimizer']} |"
         )
     ck, resume, attention = results["checkpoint"], results["resume"], results.get("attention")
     fmt = lambda x: f"{x:.2f} s" if finite(x) else "n/a"  # noqa: E731
