@@ -12,5 +12,5 @@ echo "[lint] import contracts (lint-imports)"
 out=$(.venv/bin/lint-imports --no-cache 2>&1) || { echo "$out"; exit 1; }
 echo "$out" | grep -E "KEPT|BROKEN"
 echo "[lint] shellcheck"
-shellcheck slurm/*.sh slurm/*.sbatch launch/*.sh tests/*.sh .ci/run
+shellcheck slurm/*.sh slurm/*.sbatch launch/*.sh tests/*.sh benchmarks/*.sh .ci/run
 echo "[lint] all clean"

@@ -37,6 +37,9 @@ from pipeline.core.gpus import GPUS
 GIB = 2**30
 RUNTIME_OVERHEAD_BYTES = int(1.5 * GIB)
 DEFAULT_MFU = 0.30
+# Where benchmarks/gpu_check.sh's numbers are recorded; until a GPU run fills it, the throughput
+# above is an estimate and the plan says so.
+MEASURED_AT = "docs/benchmarks.md#gpu-check"
 LAYER_BYTES_OUTSIDE_ATTENTION = 62  # × s·b·h; transformers GPT-2, bf16, dropout on (measured, see above)
 SDPA_BYTES_PER_LAYER = 4  # × s·b·h
 
@@ -207,6 +210,7 @@ def make_plan(inputs: PlanInputs) -> dict:
         basis = (
             f"ESTIMATE, not measured on a GPU: {peak:g} TFLOP/s {inputs.precision} peak per GPU × assumed MFU {inputs.mfu:g}"
             + (" ÷ 4/3 for activation checkpointing" if inputs.checkpointing else "")
+            + f" (measured GPU numbers go in {MEASURED_AT}: none yet)"
         )
     step_time = tokens_per_step / tokens_per_s
     memory = []

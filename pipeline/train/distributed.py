@@ -11,6 +11,8 @@ import dataclasses
 import os
 import subprocess
 
+from pipeline.train.devices import select_device
+
 
 @dataclasses.dataclass(frozen=True)
 class DistEnv:
@@ -68,13 +70,29 @@ def init(dist: DistEnv):
         # at init; there is no config switch for it. gloo does the same job for CPU runs/tests,
         # and on GPUs the op does not exist, so skip the build unless asked for.
         ds_torch_comm.build_shm_op = lambda: None
-    if torch.cuda.is_available():
-        torch.cuda.set_device(dist.local_rank)
-        device = torch.device("cuda", dist.local_rank)
-    else:
-        device = torch.device("cpu")
+    device = select_device(dist.local_rank)  # one GPU per task → cuda:0; all visible → cuda:LOCAL_RANK
+    if device.type == "cuda" and not torch.distributed.is_initialized():
+        # Our own NCCL init, bound to *this* device: deepspeed.init_distributed would bind
+        # cuda:LOCAL_RANK (wrong, or no such device, under one-GPU-per-task binding); it adopts a
+        # process group that exists. No device_id for a single rank, as DeepSpeed does (#8248: a
+        # bound one-rank group cannot build later groups by ncclCommSplit).
+        from deepspeed.constants import default_pg_timeout
+
+        torch.distributed.init_process_group(
+            "nccl",
+            timeout=default_pg_timeout,
+            device_id=device if dist.world_size > 1 else None,
+        )
     deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
     return device
+
+
+def engine_args(device):
+    """`args` for deepspeed.initialize: the engine calls set_device(LOCAL_RANK) unless told the
+    device index (`device_rank`), which under one-GPU-per-task binding is 0, not LOCAL_RANK."""
+    import argparse
+
+    return argparse.Namespace(device_rank=device.index) if device.type == "cuda" else None
 
 
 _control_group = None

@@ -82,3 +82,13 @@ class WarmupCosineSchedule:
         # The schedule's shape comes from the (possibly changed) config; only the position resumes.
         self.last_step = int(state["last_step"])
         self._apply()
+
+
+def describe_optimizer(engine) -> str:
+    """The torch optimizer DeepSpeed actually built (under its ZeRO wrapper), with the flags that
+    pick its kernel, e.g. "AdamW(fused=True, foreach=None)": read back, not taken from the config."""
+    optimizer = engine.optimizer
+    while not isinstance(optimizer, torch.optim.Optimizer) and hasattr(optimizer, "optimizer"):
+        optimizer = optimizer.optimizer
+    defaults = getattr(optimizer, "defaults", {})
+    return f"{type(optimizer).__name__}(fused={defaults.get('fused')}, foreach={defaults.get('foreach')})"

@@ -38,6 +38,9 @@ class TrainConfig:
     adam_eps: float = 1e-8
     grad_clip: float = 1.0
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPUs that support it, else fp32
+    # speed options (docs/training.md#speed-options); off by default: the tested, bitwise-resumable path
+    compile: bool = False  # torch.compile the model (inductor, in place: checkpoints keep their names)
+    fused_adam: bool = False  # torch AdamW(fused=True): one kernel for all parameters' updates (CUDA and CPU)
     # evaluation on the validation split
     eval_interval: int = 500
     eval_max_blocks: int | None = None

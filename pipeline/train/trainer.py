@@ -30,11 +30,13 @@ from pipeline.core.typed_config import ConfigError, to_dict
 from pipeline.evaluation.heldout import PAD_ID, EvalResult, evaluate_blocks
 from pipeline.formats.manifest import check_sizes, load_manifest
 from pipeline.formats.packed_shards import PackedBlocks
+from pipeline.model import attention
 from pipeline.model.flops import flops_per_token, matmul_params
 from pipeline.model.model_config import build_hf_config
 from pipeline.train import checkpoint, checkpoint_engine, distributed, signals, universal
 from pipeline.train.audit import SampleAudit
 from pipeline.train.checkpointer import CheckPointer
+from pipeline.train.devices import check_compile_toolchain, to_device
 from pipeline.train.hooks import TrainHooks
 from pipeline.train.metrics import MetricsLogger
 from pipeline.train.run_lock import RunInUse, RunLock
@@ -164,7 +166,7 @@ class Trainer:
         import deepspeed
 
         from pipeline.model.build import build_model
-        from pipeline.train.optim import WarmupCosineSchedule, param_groups
+        from pipeline.train.optim import WarmupCosineSchedule, describe_optimizer, param_groups
 
         cfg, dist, manifest = self.train_cfg, self.dist, self.manifest
         self.block_size = manifest.block_size
@@ -195,6 +197,7 @@ class Trainer:
         self.total_steps = cfg.total_steps(world, self.block_size)
         self.precision = resolve_precision(cfg.precision, self.device)
         ds_config = deepspeed_config(ds_path, cfg, self.precision)
+        ds_config["optimizer"]["params"]["fused"] = cfg.fused_adam  # torch AdamW(fused=...)
         if resume_state is not None:
             if resume_state["step"] >= self.total_steps:
                 self.state = TrainerState(step=resume_state["step"])
@@ -209,18 +212,25 @@ class Trainer:
         n_matmul = matmul_params(model)
         groups = param_groups(model, cfg.weight_decay)
         self.engine, _, _, self.scheduler = deepspeed.initialize(
+            args=distributed.engine_args(self.device),
             model=model,
             model_parameters=groups,
             config=ds_config,
             lr_scheduler=lambda opt: WarmupCosineSchedule(opt, cfg.lr, cfg.min_lr, cfg.warmup_steps, self.total_steps),
         )
         checkpoint_engine.make_safe(self.engine)  # weights_only loading, per-rank fsync of saves
+        if cfg.compile:  # in place (nn.Module.compile): parameter names, checkpoints and exports unchanged
+            check_compile_toolchain(self.device)
+            self.engine.compile()  # DeepSpeed's: nn.Module.compile with the accelerator's backend (inductor)
         self.state = TrainerState()
+        self.load_seconds = None
         if resume_state is not None:
+            load_started = time.monotonic()
             reseed = cfg.seed if self.rescaled_from else None  # no RNG file of a new rank: (seed, step, rank)
             self.load_state_dict(checkpoint.load(self.engine, resume[0], resume[1], dist.rank, load_dir, reseed))
             if load_dir is not None:
                 universal.repair_after_load(self.engine, load_dir, resume[1])  # DeepSpeed's ZeRO-3 loader
+            self.load_seconds = time.monotonic() - load_started
         signals.install()  # again: nothing imported since may keep a handler of its own
         if self._agree(self.stop.raised):  # a signal while the model was built or loaded
             self._stop_before_first_step(self.state.step)
@@ -276,6 +286,9 @@ class Trainer:
             f"(budget {cfg.train_tokens or 'max_steps'}), {len(self.train_blocks):,} train blocks "
             f"(~{self.total_steps * self.global_batch / len(self.train_blocks):.2f} epochs), {n_matmul:,} matmul "
             f"params, {self.precision}, ZeRO stage {self.engine.zero_optimization_stage()}"
+            + (", compiled" if self.engine.is_compiled else "")
+            + f"; optimizer {describe_optimizer(self.engine)}"
+            + (f"; checkpoint loaded in {self.load_seconds:.2f}s" if self.load_seconds is not None else "")
         )
         if self.rescaled_from:
             self.log.message(
@@ -283,6 +296,8 @@ class Trainer:
                 f"(grad accum {cfg.grad_accum_steps}), same sample stream; RNG re-seeded from (seed, step, rank); "
                 f"losses continue within float rounding of the {self.rescaled_from}-rank run, not bitwise"
             )
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        self.log.message(attention.describe(self.hf_config, self.block_size, dtype, self.device))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -308,7 +323,7 @@ class Trainer:
         micro_losses = []
         for indices in micro_batches:
             fetch = time.perf_counter()
-            ids = batch_tensor(self.train_blocks, indices).to(self.device, non_blocking=True)
+            ids = to_device(batch_tensor(self.train_blocks, indices), self.device)
             self._window["wait"] += time.perf_counter() - fetch
             labels = ids.masked_fill(ids == PAD_ID, -100)
             loss = self.engine(input_ids=ids, labels=labels).loss
@@ -369,6 +384,7 @@ class Trainer:
         step_time = window["time"] / n
         tokens_per_s = self.global_batch * self.block_size / step_time
         grad_norm = self.engine.get_global_grad_norm()
+        peak_mem = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else None
         self.log.log(
             {
                 "kind": "train",
@@ -384,6 +400,7 @@ class Trainer:
                 "step_time_s": step_time,
                 "data_wait_share": window["wait"] / window["time"],
                 "mfu": self.flops * tokens_per_s / (world * self.peak * 1e12) if self.peak else None,
+                "peak_mem_gib": peak_mem / 2**30 if peak_mem is not None else None,
                 "eta_s": (self.total_steps - self.state.step) * (time.monotonic() - run_started) / steps_this_run,
             }
         )

@@ -221,6 +221,7 @@ def test_command_line_with_data_dir(tmp_path):
     assert "tokens per step" in text and "ETA" in text and "Disk" in text
     # no GPU measured these: the printed throughput and ETA say they are estimates
     assert "ESTIMATE, not measured on a GPU" in text and "(estimates: see Throughput)" in text
+    assert "(measured GPU numbers go in docs/benchmarks.md#gpu-check: none yet)" in text
     missing = subprocess.run(command[:6] + ["--gpus", "2"], capture_output=True, text=True, cwd=ROOT)
     assert missing.returncode == 2 and "--train-tokens is required" in missing.stdout
 

@@ -25,6 +25,9 @@ def test_shipped_configs_load_and_build():
 def test_overrides_reach_model_and_train_configs():
     train, model = load_configs(REPO_ROOT / "configs/train/tiny-cpu.yaml", ["max_steps=7", "model.hf_config.n_layer=3"])
     assert train.max_steps == 7 and model.hf_config["n_layer"] == 3
+    assert (train.compile, train.fused_adam) == (False, False)  # off unless asked for
+    train, _ = load_configs(REPO_ROOT / "configs/train/tiny-cpu.yaml", ["compile=true", "fused_adam=true"])
+    assert (train.compile, train.fused_adam) == (True, True)
 
 
 @pytest.mark.parametrize(
@@ -36,6 +39,8 @@ def test_overrides_reach_model_and_train_configs():
         (["min_lr=1.0"], "min_lr"),
         (["precision=fp16"], "precision"),
         (["model.hf_config.vocab_size=5"], "hf_config.vocab_size: set by the trainer"),
+        (["compile=1"], "compile: expected true/false, got 1"),
+        (["fused_adam=fast"], "fused_adam: expected true/false, got 'fast'"),
     ],
 )
 def test_bad_values_fail_naming_the_key(overrides, message):
