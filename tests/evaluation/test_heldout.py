@@ -95,6 +95,16 @@ def test_two_ranks_equal_one_rank_with_uneven_split(data):
     assert np.isfinite(single.loss)
 
 
+class Subset:
+    """Blocks `chosen` of `blocks`, renumbered from 0."""
+
+    def __init__(self, blocks, chosen):
+        self.blocks, self.chosen = blocks, chosen
+
+    def gather(self, indices):
+        return self.blocks.gather([self.chosen[i] for i in indices])
+
+
 def test_per_source_results_match_a_reference_on_each_sources_blocks(data):
     """Blocks labelled with sources (as `DataManifest.block_sources` gives them): each source's
     numbers equal the straightforward evaluation of that source's blocks alone; the overall
@@ -109,10 +119,6 @@ def test_per_source_results_match_a_reference_on_each_sources_blocks(data):
     for name, scored in result.per_source.items():
         chosen = [i for i in range(23) if labels[i] == name]
 
-        class Subset:
-            def gather(self, indices):
-                return blocks.gather([chosen[i] for i in indices])
-
-        loss, acc, tokens = reference(model, Subset(), len(chosen))
+        loss, acc, tokens = reference(model, Subset(blocks, chosen), len(chosen))
         assert scored.tokens == tokens == len(chosen) * 63
         assert scored.loss == pytest.approx(loss, rel=1e-5) and scored.accuracy == pytest.approx(acc, abs=1e-9)
