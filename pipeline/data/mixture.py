@@ -45,7 +45,7 @@ def input_root(patterns: Sequence[str]) -> str:
             fixed = fixed[:-1]  # no wildcard: the pattern names a file
         prefixes.append(os.sep.join(fixed) or ("/" if pattern.startswith(os.sep) else "."))
     try:
-        return os.path.commonpath(prefixes) if prefixes else "."
+        return (os.path.commonpath(prefixes) if prefixes else "") or "."  # commonpath(["."]) is ""
     except ValueError:  # absolute and relative patterns mixed
         return "/"
 
