@@ -77,4 +77,6 @@ def run(args: argparse.Namespace) -> int:
     if "unigram" in result:
         summary += f" vs unigram {result['unigram']['perplexity']:.2f}"
     print(summary, file=sys.stderr)  # for people; stdout stays pure JSON
+    for name, scored in result.get("per_source", {}).items():
+        print(f"  {name:<24} perplexity {scored['perplexity']:.2f} on {scored['tokens']:,} tokens", file=sys.stderr)
     return 0

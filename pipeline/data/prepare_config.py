@@ -91,6 +91,21 @@ class PackConfig:
 
 
 @dataclasses.dataclass
+class SamplesConfig:
+    """OUT/dropped/*.jsonl.zst: examples of dropped rows, duplicates and near-duplicate clusters."""
+
+    per_source: int = 8  # examples kept per (reason, source); 0: none
+    max_chars: int = 400  # texts are cut to this many characters
+    cluster_members: int = 4  # members shown per near-duplicate cluster
+
+    def check(self) -> None:
+        if not 0 <= self.per_source <= 1000:
+            raise ValueError(f"per_source must be in [0, 1000], got {self.per_source}")
+        if self.max_chars < 1 or self.cluster_members < 2:
+            raise ValueError("max_chars must be ≥ 1 and cluster_members ≥ 2")
+
+
+@dataclasses.dataclass
 class PrepareConfig:
     read: ReadConfig = dataclasses.field(default_factory=ReadConfig)
     clean: CleanConfig = dataclasses.field(default_factory=CleanConfig)
@@ -98,4 +113,8 @@ class PrepareConfig:
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
     tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
     pack: PackConfig = dataclasses.field(default_factory=PackConfig)
+    samples: SamplesConfig = dataclasses.field(default_factory=SamplesConfig)
+    # source (a folder or glob relative to the input root) → weight in the training stream:
+    # 2.0 reads it twice per epoch, 0.5 half of its rows (see pipeline/data/mixture.py)
+    mixture: dict[str, float] = dataclasses.field(default_factory=dict)
     num_tasks: int = 0  # 0: about one task per 32 MiB of input (at least 4, at most one per file)

@@ -29,6 +29,7 @@ from pipeline.core.atomic import write_json_atomically
 from pipeline.core.fingerprint import fingerprint
 from pipeline.core.locks import FileLock
 from pipeline.core.typed_config import from_dict, to_dict
+from pipeline.data.mixture import MixtureError, input_root, resolve_sources
 from pipeline.data.prepare_config import PrepareConfig
 
 SUPPORTED_SUFFIXES = (".csv", ".csv.zst")
@@ -63,7 +64,27 @@ class Plan:
     num_buckets: int
     task_files: list[list[int]]  # input indices per task, contiguous, in path order
     fingerprint: str
+    input_root: str = "."  # where `mixture:` keys and source names start (pipeline/data/mixture.py)
     output_lock: FileLock | None = dataclasses.field(default=None, repr=False, compare=False)
+    _sources: tuple[list[str], dict[str, float]] | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def sources(self) -> list[str]:
+        """The source name of each input file (by input index)."""
+        return self._resolved()[0]
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Every source name, sorted, with its mixture weight (1.0 unless a rule says otherwise)."""
+        return self._resolved()[1]
+
+    def _resolved(self) -> tuple[list[str], dict[str, float]]:
+        if self._sources is None:
+            try:
+                self._sources = resolve_sources([f.path for f in self.inputs], self.input_root, self.config.mixture)
+            except MixtureError as exc:
+                raise PlanError(str(exc)) from None
+        return self._sources
 
     def hold_output_lock(self) -> None:
         """Hold OUT/.lock shared for this plan's life (a `--force` elsewhere then refuses)."""
@@ -110,6 +131,7 @@ class Plan:
             "num_buckets": self.num_buckets,
             "inputs": [dataclasses.asdict(f) for f in self.inputs],
             "ignored": self.ignored,
+            "input_root": self.input_root,
             "task_files": self.task_files,
             "config": to_dict(self.config),
         }
@@ -130,6 +152,7 @@ class Plan:
             num_buckets=raw["num_buckets"],
             task_files=raw["task_files"],
             fingerprint=raw["fingerprint"],
+            input_root=raw.get("input_root", "."),
         )
 
 
@@ -163,9 +186,12 @@ def default_num_tasks(sizes: Sequence[int]) -> int:
     return max(1, min(len(sizes), max(by_bytes, 4)))
 
 
-def compute_fingerprint(inputs: list[InputFile], config: PrepareConfig, num_tasks: int, num_buckets: int) -> str:
+def compute_fingerprint(
+    inputs: list[InputFile], config: PrepareConfig, num_tasks: int, num_buckets: int, root: str = "."
+) -> str:
     identity = {
         "inputs": [dataclasses.astuple(f) for f in inputs],
+        "input_root": root,
         "config": to_dict(config),
         "num_tasks": num_tasks,
         "num_buckets": num_buckets,
@@ -184,8 +210,8 @@ def _describe_difference(old: dict, new: dict) -> str:
         for label, items in (("new", added), ("gone", removed), ("changed", changed)):
             if items:
                 lines.append(f"{len(items)} input file(s) {label}, e.g. {items[0]}")
-    for key in ("num_tasks", "num_buckets"):
-        if old[key] != new[key]:
+    for key in ("num_tasks", "num_buckets", "input_root"):
+        if old.get(key) != new.get(key):
             lines.append(f"{key}: {old[key]} → {new[key]}")
 
     def flatten(data, prefix=""):
@@ -224,7 +250,8 @@ def create_plan(
     if num_tasks is None or num_tasks <= 0:
         num_tasks = config.num_tasks or default_num_tasks(sizes)
     num_buckets = config.dedup.num_buckets
-    fingerprint = compute_fingerprint(inputs, config, num_tasks, num_buckets)
+    root = input_root(patterns)
+    fingerprint = compute_fingerprint(inputs, config, num_tasks, num_buckets, root)
     plan = Plan(
         output=output,
         inputs=inputs,
@@ -234,7 +261,9 @@ def create_plan(
         num_buckets=num_buckets,
         task_files=assign_files_to_tasks(sizes, num_tasks),
         fingerprint=fingerprint,
+        input_root=root,
     )
+    plan.sources  # a bad `mixture:` rule fails here, before anything is written  # noqa: B018
     output.mkdir(parents=True, exist_ok=True)
     plan.output_lock = _open_output(plan, force)
     return plan
@@ -328,6 +357,7 @@ OUTPUT_ENTRIES = (
     "report.json",
     "report",
     "report.md",
+    "dropped",
 )
 
 

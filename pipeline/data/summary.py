@@ -26,6 +26,15 @@ def format_summary(
         f"{report['chars_per_token']:.2f} chars per token, {report['vocab_used_share']:.1%} of the vocabulary used)",
         f"Blocks      {t['blocks']:,} ({t['partial_tokens_dropped']:,} tokens in partial blocks dropped, no padding)",
     ]
+    weighted = {name: s for name, s in report.get("sources", {}).items() if s["weight"] != 1.0}
+    if weighted:
+        lines.append(
+            "Mixture     "
+            + ", ".join(
+                f"{name} ×{s['weight']:g}: {s['train_tokens']:,} → {s['train_weighted_tokens']:,} tokens"
+                for name, s in weighted.items()
+            )
+        )
     if report["errors"]:
         lines.append(f"Problems    {len(report['errors'])} file(s):")
         for error in report["errors"][:10]:

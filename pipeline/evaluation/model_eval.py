@@ -199,6 +199,7 @@ def evaluate(request: EvaluationRequest) -> dict:
                 "the data's ids would mean other pieces to this model"
             )
         blocks = PackedBlocks(manifest.shard_paths(request.split))
+        block_sources = manifest.block_sources(request.split)
         block_size = manifest.block_size
         result.update({"data": str(request.data_dir), "split": request.split})
     else:
@@ -208,6 +209,7 @@ def evaluate(request: EvaluationRequest) -> dict:
             raise ValueError(f"--block-size {block_size} exceeds the model's {positions} positions")
         array, packing = pack_text(Path(request.text_file), tokenizer, block_size, request.column)
         blocks = ArrayBlocks(array)
+        block_sources = None
         result.update({"text": str(request.text_file), **packing})
 
     num_blocks, selection = select_blocks(request, len(blocks))
@@ -218,6 +220,7 @@ def evaluate(request: EvaluationRequest) -> dict:
         request.micro_batch_size,
         max_blocks=num_blocks,
         device=device,
+        block_sources=block_sources,
     )
     result.update(
         {
@@ -232,6 +235,11 @@ def evaluate(request: EvaluationRequest) -> dict:
             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         }
     )
+    if scored.per_source:
+        result["per_source"] = {
+            name: {"tokens": r.tokens, "loss": r.loss, "perplexity": r.perplexity, "accuracy": r.accuracy}
+            for name, r in scored.per_source.items()
+        }
     if request.unigram:
         evaluated = predicted_token_counts(blocks, num_blocks, vocab_size)
         if request.data_dir is not None:

@@ -31,6 +31,7 @@ class ShardEntry:
     tokens: int
     sha256: str
     bytes: int | None = None  # file size (manifests written before sizes were recorded: None)
+    source: str | None = None  # validation shards: the one source whose text they hold
 
 
 @dataclasses.dataclass
@@ -80,6 +81,14 @@ class DataManifest:
 
     def num_blocks(self, split: str) -> int:
         return sum(entry.blocks for entry in self.shards(split))
+
+    def block_sources(self, split: str) -> list[str] | None:
+        """The source of each block of `split` (validation shards hold one source each), or
+        None when the manifest does not record them (train, or data prepared before sources)."""
+        shards = self.shards(split)
+        if not shards or any(entry.source is None for entry in shards):
+            return None
+        return [entry.source for entry in shards for _ in range(entry.blocks)]
 
 
 def compute_fingerprint(raw: dict[str, Any]) -> str:
@@ -195,11 +204,20 @@ def verify_files(manifest: DataManifest) -> list[str]:
                 )
             elif blocks != entry.blocks:
                 problems.append(f"{path}: {blocks} blocks, the manifest says {entry.blocks}")
-        for entry in manifest.raw.get("documents", {}).get(split, []):
-            path = manifest.root / entry["path"]
-            problem = _size_problem(path, entry["bytes"])
-            if problem:
-                problems.append(problem)
-            elif sha256_of_file(path) != entry["sha256"]:
-                problems.append(f"{path}: sha256 differs from the manifest")
+        problems += _file_problems(manifest, manifest.raw.get("documents", {}).get(split, []))
+    problems += _file_problems(manifest, manifest.raw.get("samples", []))  # OUT/dropped/
+    return problems
+
+
+def _file_problems(manifest: DataManifest, entries: list[dict]) -> list[str]:
+    from pipeline.formats.packed_shards import sha256_of_file
+
+    problems = []
+    for entry in entries:
+        path = manifest.root / entry["path"]
+        problem = _size_problem(path, entry["bytes"])
+        if problem:
+            problems.append(problem)
+        elif sha256_of_file(path) != entry["sha256"]:
+            problems.append(f"{path}: sha256 differs from the manifest")
     return problems

@@ -23,6 +23,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pipeline.core.atomic import write_atomically  # noqa: E402
+from pipeline.formats.documents import read_records  # noqa: E402
 from pipeline.formats.metrics_file import read_metrics  # noqa: E402
 
 Series = dict[str, list]
@@ -123,12 +124,27 @@ def render_data_report(output_dir: str | Path) -> dict[str, Any]:
         lines += [
             f"| {reason} | {count:,} |" for reason, count in sorted(totals["dropped"].items(), key=lambda kv: -kv[1])
         ]
+    sources = report.get("sources") or {}
+    if sources:
+        lines += [
+            "",
+            "Tokens per source (with EOS, before cutting into blocks); train is read `weight` times per epoch:",
+            "",
+            "| source | files | weight | train tokens | per epoch (weighted) | validation tokens |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {name} | {s['files']} | {s['weight']:g} | {s['train_tokens']:,} | {s['train_weighted_tokens']:,} "
+            f"| {s['validation_tokens']:,} |"
+            for name, s in sources.items()
+        ]
     errors = report.get("errors") or []
     if errors:
         lines += ["", f"Files with problems ({len(errors)}):", ""]
         lines += [f"- `{e.get('path')}`: {e.get('reason') or 'error'} — {e.get('error', '')}" for e in errors[:50]]
         if len(errors) > 50:
             lines.append(f"- … and {len(errors) - 50} more in report.json")
+    lines += dropped_examples(output_dir, report.get("dropped_samples") or {})
     lines += [""] + [f"![{name}](report/{name}.png)" for name in series]
     if notes:
         lines += ["", "Not shown: " + "; ".join(notes) + "."]
@@ -138,6 +154,69 @@ def render_data_report(output_dir: str | Path) -> dict[str, Any]:
         "figures": sorted(str(p) for p in figures_dir.glob("*.png")),
         "markdown": str(output_dir / "report.md"),
     }
+
+
+SHOWN_PER_SOURCE = 2  # examples per (reason, source) in report.md; OUT/dropped/ holds more
+SHOWN_CHARS = 160
+
+
+def _cell(text: str) -> str:
+    text = text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ⏎ ").replace("\r", " ")
+
+
+def _where(entry: dict) -> str:
+    part = f" piece {entry['part']}" if entry.get("part") else ""
+    return f"`{entry['path']}` row {entry['row']}{part}"
+
+
+def dropped_examples(output_dir: Path, section: dict) -> list[str]:
+    """A few examples per reason and source from OUT/dropped/*.jsonl.zst (the text before
+    cleaning for rows the filters dropped; pairs for duplicates; clusters for near ones)."""
+    if not section:
+        return []
+    lines = ["", "## What was dropped: examples", ""]
+    lines.append(
+        f"A few per reason and source; `{output_dir}/dropped/<reason>.jsonl.zst` holds up to "
+        "`samples.per_source` of each, chosen by a hash of (file, row)."
+    )
+    for reason, info in section.items():
+        path = output_dir / info["path"]
+        if not path.is_file():
+            lines += ["", f"### {reason}", "", f"(`{path}` is missing)"]
+            continue
+        shown: dict[str, int] = {}
+        rows = []
+        for record in read_records(path):
+            source = record["source"]
+            if shown.get(source, 0) >= SHOWN_PER_SOURCE:
+                continue
+            shown[source] = shown.get(source, 0) + 1
+            if "members" in record:
+                first, *others = record["members"]
+                rows.append(
+                    f"| {source} | {record['size']} documents, kept {_where(first)}: {_cell(first['text'])} | "
+                    + "<br>".join(f"{_where(m)}: {_cell(m['text'])}" for m in others)
+                    + " |"
+                )
+            elif "removed" in record:
+                removed, kept = record["removed"], record["kept"]
+                rows.append(f"| {source} | removed {_where(removed)}: {_cell(removed['text'])} | kept {_where(kept)} |")
+            else:
+                rows.append(f"| {source} | {_where(record)}, {record['chars']} chars | {_cell(record['text'])} |")
+        header = {
+            "duplicates": "| source | copy removed | first occurrence kept |",
+            "near_duplicates": "| source | cluster | other members |",
+        }.get(reason, "| source | where | text before cleaning |")
+        lines += [
+            "",
+            f"### {reason} ({info['samples']} examples in `{info['path']}`)",
+            "",
+            header,
+            "|---|---|---|",
+            *rows,
+        ]
+    return lines
 
 
 # ---------------------------------------------------------------- training report

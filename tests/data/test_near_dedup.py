@@ -18,7 +18,7 @@ from pipeline.data.minhash import (
     lsh_threshold,
 )
 from pipeline.data.prepare_config import PrepareConfig
-from pipeline.data.prepare_plan import Plan, assign_files_to_tasks
+from pipeline.data.prepare_plan import InputFile, Plan, assign_files_to_tasks
 from pipeline.data.stages.clean import documents_path
 from pipeline.data.stages.near_dedup import STAGES, drops_path, edges_path, near_duplicate_ordinals
 from pipeline.formats.documents import Document, DocumentWriter, read_records
@@ -136,7 +136,7 @@ def make_plan(output: Path, files, num_tasks: int, num_buckets: int, enabled: bo
     sizes = [sum(len(text.encode()) for *_, text in rows) for rows in files]
     plan = Plan(
         output=output,
-        inputs=[],
+        inputs=[InputFile(path=f"file{i}.csv", size=size, mtime_ns=0) for i, size in enumerate(sizes)],
         ignored=[],
         config=config,
         num_tasks=num_tasks,

@@ -75,21 +75,30 @@ def test_no_document_in_both_splits_and_no_duplicates(prepared):
     assert manifest.raw["splits"]["validation"]["documents"] == len(validation) >= 40
 
 
-def test_blocks_decode_back_to_the_cleaned_documents(prepared):
+def test_blocks_decode_back_to_the_cleaned_documents(corpus, prepared):
     manifest = load_manifest(prepared)
     tokenizer = SentencePieceTokenizer.load(manifest.tokenizer_dir)
     eos = manifest.eos_id
+    folders = sorted({str(p.parent.relative_to(corpus)) for p in corpus.rglob("*.csv*")})
     for split in ("train", "validation"):
         by_task: dict[str, list[Path]] = {}
         for path in manifest.shard_paths(split):
             by_task.setdefault(path.name.split("-")[0], []).append(path)
         doc_files = sorted((prepared / "docs" / split).glob("*.jsonl.zst"))
-        if split == "train":
-            groups = [(by_task.get(f.name[:5], []), [f]) for f in doc_files]
-        else:
-            groups = [(by_task.get("00000", []), doc_files)]
-        for shard_paths, files in groups:
-            texts = [r["text"] for f in files for r in read_records(f)]
+        if split == "train":  # task i packs docs/train/i
+            groups = [(by_task.get(f.name[:5], []), [r["text"] for r in read_records(f)]) for f in doc_files]
+        else:  # validation task s packs the validation documents of folder s, in order
+            records = [r for f in doc_files for r in read_records(f)]
+            groups = [
+                (
+                    by_task.get(f"{s:05d}", []),
+                    [r["text"] for r in records if Path(r["source"]).parent == corpus / folder],
+                )
+                for s, folder in enumerate(folders)
+            ]
+            sources = [folders[int(p.name[:5])] for p in manifest.shard_paths("validation") for _ in PackedBlocks([p])]
+            assert manifest.block_sources("validation") == sources
+        for shard_paths, texts in groups:
             stream = (
                 np.concatenate([PackedBlocks(shard_paths).gather(range(len(PackedBlocks(shard_paths))))]).reshape(-1)
                 if shard_paths

@@ -3,7 +3,9 @@
 Outputs of task i:
   work/clean/{i}.jsonl.zst        cleaned documents in input order (file, row, piece)
   work/buckets/{i}/{b}.npy        (hash, position) records of those documents, by hash bucket
-Statistics (marker): one entry per input file with the exact row accounting.
+Statistics (marker): one entry per input file with the exact row accounting, and this task's
+candidates for the samples of dropped rows (the smallest sample keys per reason and source,
+with the text before cleaning; see pipeline/data/samples.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from pipeline.data.cleaner import Cleaner
 from pipeline.data.executor import Stage, read_marker
 from pipeline.data.prepare_plan import Plan, PlanError
+from pipeline.data.samples import SmallestPerGroup, cut, sample_key
 from pipeline.data.stages.buckets import RECORD, hash_words, save_array
 from pipeline.formats.csv_corpus import FileReport, read_csv_file
 from pipeline.formats.documents import DocumentWriter, content_hash
@@ -39,9 +42,12 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     records: list[tuple] = []
     files = []
     ordinal = 0
+    samples = SmallestPerGroup(plan.config.samples.per_source)
+    max_chars = plan.config.samples.max_chars
     with DocumentWriter(documents_path(plan, task_id)) as writer:
         for file_index in plan.task_files[task_id]:
             source = plan.inputs[file_index].path
+            source_name = plan.sources[file_index]
             report = FileReport(path=source)
             dropped: Counter[str] = Counter()
             rows_kept = documents = 0
@@ -49,6 +55,18 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
                 pieces, reason = cleaner(doc)
                 if reason is not None:
                     dropped[reason] += 1
+                    samples.offer(
+                        f"{reason}\0{source_name}",
+                        sample_key(file_index, doc.row),
+                        lambda doc=doc, reason=reason, path=source, name=source_name: {
+                            "reason": reason,
+                            "source": name,
+                            "path": path,
+                            "row": doc.row,
+                            "chars": len(doc.text),
+                            "text": cut(doc.text, max_chars),
+                        },
+                    )
                     continue
                 rows_kept += 1
                 for part, piece in enumerate(pieces):
@@ -73,7 +91,7 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     buckets = table["h0"] % plan.num_buckets if len(table) else np.zeros(0, dtype=np.uint64)
     for bucket in range(plan.num_buckets):
         save_array(bucket_path(plan, task_id, bucket), table[buckets == bucket])
-    return {"files": files, "documents": ordinal}
+    return {"files": files, "documents": ordinal, "dropped_samples": samples.items()}
 
 
 def require_rows(plan: Plan) -> int:

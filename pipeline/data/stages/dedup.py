@@ -8,6 +8,8 @@ Outputs of bucket b: work/dedup/{b}.npy, the (task, ordinal) of every duplicate,
 work/dedup/links/{b}.npy, one ROW_LINK per duplicate whose first occurrence is in another
 source row: the `group` stage keeps such rows on one side of the split. Links are written
 even with `dedup.enabled: false`, so identical texts still never land on both sides.
+The marker carries this bucket's candidates for the duplicate samples: (kept, removed)
+position pairs with the smallest sample keys of the removed copy, per source.
 """
 
 from __future__ import annotations
@@ -19,8 +21,36 @@ import numpy as np
 
 from pipeline.data.executor import Stage
 from pipeline.data.prepare_plan import Plan
+from pipeline.data.samples import sample_key
 from pipeline.data.stages.buckets import DROP, RECORD, ROW_LINK, load_array, save_array
 from pipeline.data.stages.clean import bucket_path
+
+_POSITION_FIELDS = ("file", "row", "part", "task", "ordinal")
+
+
+def duplicate_candidates(plan: Plan, table: np.ndarray, head: np.ndarray, copies: np.ndarray) -> list[dict]:
+    """Per source of the removed copy: the `samples.per_source` copies with the smallest keys,
+    each with the position of the copy that was kept."""
+    limit = plan.config.samples.per_source
+    if limit <= 0 or not len(copies):
+        return []
+    names = sorted(plan.weights)
+    source_id = np.array([names.index(name) for name in plan.sources], dtype=np.int64)
+    removed = table[copies]
+    keys = sample_key(removed["file"], removed["row"], removed["part"])
+    sources = source_id[removed["file"].astype(np.int64)]
+    order = np.lexsort((keys, sources))
+    rank = np.arange(len(order)) - np.searchsorted(sources[order], sources[order])  # place within its source
+    chosen = order[rank < limit]
+    return [
+        {
+            "key": int(keys[i]),
+            "source": names[int(sources[i])],
+            "removed": {name: int(table[copies[i]][name]) for name in _POSITION_FIELDS},
+            "kept": {name: int(table[head[copies[i]]][name]) for name in _POSITION_FIELDS},
+        }
+        for i in chosen
+    ]
 
 
 def drop_path(plan: Plan, bucket: int) -> Path:
@@ -53,6 +83,7 @@ def run_task(plan: Plan, bucket: int, progress: Callable[[int], None]) -> dict:
     save_array(links_path(plan, bucket), links)
     if not plan.config.dedup.enabled:
         same_as_previous[:] = False
+    candidates = duplicate_candidates(plan, table, head, np.flatnonzero(same_as_previous))
     duplicates = table[same_as_previous]
     drops = np.zeros(len(duplicates), dtype=DROP)
     drops["task"], drops["ordinal"] = duplicates["task"], duplicates["ordinal"]
@@ -64,6 +95,7 @@ def run_task(plan: Plan, bucket: int, progress: Callable[[int], None]) -> dict:
         "unique": int(len(table) - int(same_as_previous.sum())),
         "duplicates": int(len(drops)),
         "row_links": int(len(links)),
+        "duplicate_samples": candidates,
     }
 
 

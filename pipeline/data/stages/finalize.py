@@ -13,9 +13,21 @@ from pipeline.core.atomic import write_json_atomically
 from pipeline.core.typed_config import to_dict
 from pipeline.data.executor import Stage, read_marker
 from pipeline.data.prepare_plan import Plan
+from pipeline.data.stages import pack as pack_stage
+from pipeline.data.stages.dropped import write_dropped_samples
 from pipeline.data.stages.histogram import Histogram
 from pipeline.formats.manifest import write_manifest
 from pipeline.formats.packed_shards import token_dtype
+
+SOURCE_COUNTS = (
+    "train_documents",
+    "train_tokens",
+    "train_weighted_documents",
+    "train_weighted_tokens",
+    "validation_documents",
+    "validation_tokens",
+    "validation_blocks",
+)
 
 
 def build_report(plan: Plan, vocab_size: int, pack: list[dict]) -> dict:
@@ -64,6 +76,23 @@ def build_report(plan: Plan, vocab_size: int, pack: list[dict]) -> dict:
         st["chars"] += marker["chars"]
         st["partial_tokens_dropped"] += marker["partial_tokens_dropped"]
         st["blocks"] += sum(s["blocks"] for s in marker["shards"])
+    sources = {
+        name: {"weight": weight, "files": plan.sources.count(name), **dict.fromkeys(SOURCE_COUNTS, 0)}
+        for name, weight in plan.weights.items()
+    }
+    for marker in pack:
+        split = marker["split"]
+        for name, counts in marker["sources"].items():
+            keys = (
+                ("documents", "tokens", "weighted_documents", "weighted_tokens")
+                if split == "train"
+                else ("documents", "tokens")
+            )
+            for key in keys:
+                sources[name][f"{split}_{key}"] += counts[key]
+        for shard in marker["shards"]:
+            if split == "validation":
+                sources[shard["source"]]["validation_blocks"] += shard["blocks"]
     all_tokens = sum(st["tokens"] for st in split_totals.values())
     all_chars = sum(st["chars"] for st in split_totals.values())
     all_docs = sum(st["documents"] for st in split_totals.values())
@@ -86,6 +115,8 @@ def build_report(plan: Plan, vocab_size: int, pack: list[dict]) -> dict:
             "blocks": sum(st["blocks"] for st in split_totals.values()),
         },
         "splits": {name: dict(st) for name, st in split_totals.items()},
+        # tokens (with EOS, before cutting into blocks) per source, once and as weighted by `mixture:`
+        "sources": sources,
         "tokens_per_document": all_tokens / all_docs if all_docs else 0.0,
         "chars_per_token": all_chars / (all_tokens - all_docs) if all_tokens > all_docs else 0.0,  # EOS excluded
         "vocab_used_share": len(used_ids) / vocab_size,
@@ -104,7 +135,7 @@ def document_files(plan: Plan) -> dict[str, list[dict]]:
     return files
 
 
-def build_manifest(plan: Plan, report: dict, pack: list[dict], tokenizer: dict) -> dict:
+def build_manifest(plan: Plan, report: dict, pack: list[dict], tokenizer: dict, samples: list[dict]) -> dict:
     """`tokenizer`: the tokenizer task's marker (vocab_size, special_ids, fingerprint)."""
     splits = {}
     for name in ("train", "validation"):
@@ -126,6 +157,8 @@ def build_manifest(plan: Plan, report: dict, pack: list[dict], tokenizer: dict) 
         "tokenizer": {"path": "tokenizer", "fingerprint": tokenizer["fingerprint"]},
         "splits": splits,
         "documents": document_files(plan),
+        "samples": samples,  # OUT/dropped/*.jsonl.zst, for `verify`
+        "sources": report["sources"],
         "totals": {
             "documents": totals["train_documents"] + totals["validation_documents"],
             "tokens": totals["tokens_in_blocks"],
@@ -142,10 +175,11 @@ def build_manifest(plan: Plan, report: dict, pack: list[dict], tokenizer: dict) 
 
 def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     tokenizer = read_marker(plan, "tokenizer", 0)
-    pack = [read_marker(plan, "pack", task) for task in range(plan.num_tasks + 1)]  # read once, used twice
+    pack = [read_marker(plan, "pack", task) for task in range(pack_stage.count_tasks(plan))]  # read once, used twice
     report = build_report(plan, tokenizer["vocab_size"], pack)
+    report["dropped_samples"], sample_files = write_dropped_samples(plan)
     write_json_atomically(plan.output / "report.json", report)
-    manifest = write_manifest(plan.output, build_manifest(plan, report, pack, tokenizer))
+    manifest = write_manifest(plan.output, build_manifest(plan, report, pack, tokenizer, sample_files))
     progress(1)
     return {"fingerprint": manifest.fingerprint}
 

@@ -15,7 +15,9 @@ draw alike); a group's draw is its first row's. Every document takes its group's
 Outputs: work/groups/rows.npy — (row key, draw) of every row in a group of two or more,
 sorted by key; rows absent from it are alone. The marker carries the validation threshold,
 computed here over the draws of the documents that survive dedup (with multiplicity, so at
-least `min_validation_documents` are held out), so every split task uses the same number.
+least `min_validation_documents` are held out), so every split task uses the same number. It also carries the duplicate and near-duplicate
+examples chosen for OUT/dropped/ (positions only: the split tasks, which read every
+document anyway, fetch their texts).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from pipeline.data.executor import Stage, read_marker
 from pipeline.data.minhash import first_of_component
 from pipeline.data.prepare_plan import Plan
+from pipeline.data.samples import smallest_per_group
 from pipeline.data.stages.buckets import DROP, RECORD, ROW_LINK, load_array, row_key, save_array, split_draw
 from pipeline.data.stages.clean import bucket_path
 from pipeline.data.stages.dedup import drop_path, links_path
@@ -146,11 +149,29 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     if wanted_docs > 0 and len(smallest) >= wanted_docs and int(smallest[wanted_docs - 1]) >= threshold:
         threshold = int(smallest[wanted_docs - 1]) + 1
     return {
+        "samples": chosen_samples(plan),
         "threshold": threshold,
         "documents": int(survivors),
         "grouped_rows": int(len(nodes)),
         "groups": int(len(np.unique(labels))),
     }
+
+
+def chosen_samples(plan: Plan) -> dict[str, list[dict]]:
+    """The global duplicate samples (each bucket's candidates merged: smallest keys per source)
+    and the near-duplicate cluster samples."""
+    candidates = [c for b in range(plan.num_buckets) for c in read_marker(plan, "dedup", b)["duplicate_samples"]]
+    duplicates = smallest_per_group(candidates, lambda c: c["source"], plan.config.samples.per_source)
+    clusters = read_marker(plan, "near_resolve", 0)["cluster_samples"] if _near_enabled(plan) else []
+    return {"duplicates": duplicates, "near_duplicates": clusters}
+
+
+def sample_positions(plan: Plan, task_id: int) -> set[int]:
+    """Ordinals in clean task `task_id` whose texts the samples need."""
+    samples = read_marker(plan, "group", 0)["samples"]
+    positions = [p for s in samples["duplicates"] for p in (s["kept"], s["removed"])]
+    positions += [m for s in samples["near_duplicates"] for m in s["members"]]
+    return {p["ordinal"] for p in positions if p["task"] == task_id}
 
 
 def validation_threshold(plan: Plan) -> int:

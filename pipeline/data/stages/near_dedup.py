@@ -29,6 +29,7 @@ import numpy as np
 from pipeline.data.executor import Stage
 from pipeline.data.minhash import MinHasher, estimated_similarity, first_of_component
 from pipeline.data.prepare_plan import Plan
+from pipeline.data.samples import sample_key
 from pipeline.data.stages.buckets import DROP, load_array, save_array
 from pipeline.data.stages.clean import documents_path
 from pipeline.formats.documents import read_records
@@ -188,11 +189,47 @@ def run_resolve(plan: Plan, task_id: int, progress: Callable[[int], None]) -> di
     save_array(drops_path(plan), drops)
     progress(len(edges))
     return {
+        "cluster_samples": cluster_samples(plan, nodes, labels),
         "edges": int(len(edges)),
         "documents_in_components": int(len(nodes)),
         "components": int(len(nodes) - len(duplicates)),
         "near_duplicates": int(len(drops)),
     }
+
+
+def cluster_samples(plan: Plan, nodes: np.ndarray, labels: np.ndarray) -> list[dict]:
+    """Per source of a cluster's first (kept) document: the `samples.per_source` clusters whose
+    first document has the smallest sample keys, with up to `cluster_members` members in
+    global order (positions only; the split stage fetches their texts)."""
+    limit, show = plan.config.samples.per_source, plan.config.samples.cluster_members
+    heads = np.flatnonzero(labels == np.arange(len(nodes)))
+    if limit <= 0 or not len(heads):
+        return []
+    keys = sample_key(nodes["file"][heads], nodes["row"][heads], nodes["part"][heads])
+    sources = [plan.sources[int(f)] for f in nodes["file"][heads]]
+    chosen: dict[str, list[int]] = {}
+    for at in np.argsort(keys, kind="stable"):
+        picked = chosen.setdefault(sources[at], [])
+        if len(picked) < limit:
+            picked.append(int(at))
+    order = np.argsort(labels, kind="stable")  # members of a component, in global order
+    sorted_labels = labels[order]
+    starts = np.searchsorted(sorted_labels, heads)
+    ends = np.searchsorted(sorted_labels, heads, side="right")
+    out = []
+    for source in sorted(chosen):
+        for at in chosen[source]:
+            members = order[starts[at] : min(ends[at], starts[at] + show)]
+            size = int(ends[at] - starts[at])
+            out.append(
+                {
+                    "key": int(keys[at]),
+                    "source": source,
+                    "size": size,
+                    "members": [{name: int(nodes[m][name]) for name, _ in _POSITION} for m in members],
+                }
+            )
+    return out
 
 
 def near_duplicate_ordinals(plan: Plan, task_id: int) -> np.ndarray:

@@ -1,22 +1,36 @@
 """Stage `pack`: encode documents, append EOS, concatenate, cut into fixed-size blocks.
 
 No padding anywhere: the token stream of a task is cut into `block_size` blocks and only
-the final partial block of the task is lost (counted in the report). Tasks 0..N-1 pack the
-train documents of the matching split task; task N packs all validation documents, in
-order, so the held-out set loses at most one partial block in total.
+the final partial block of the task is lost (counted in the report).
 
-Outputs: train/{i}-{j}.arrow, validation/00000-{j}.arrow (j: a new shard every
-`max_blocks_per_shard` blocks). The marker lists every shard with its counts and sha256.
+Tasks 0..N-1 pack the train documents of the matching split task *weighted*: the stream is
+pass 0, pass 1, … over the task's documents, and a document of a source with weight w is in
+the first `mixture.copies(w, path, row)` passes (2.0: in two passes; 0.5: in pass 0 for
+about half of the rows, chosen by a hash of the row). So the packed train blocks are one
+weighted epoch and the trainer's sampler needs no change; a repeated document sits at
+another offset in the stream, so its block boundaries differ (unless a whole pass happens to
+be a multiple of `block_size` tokens). Without `mixture:` every weight is 1 and there is
+one pass.
+
+Tasks N..N+S-1 pack the validation documents of source s (sources sorted by name), in
+order, never weighted: each validation block holds one source's text, so held-out loss can
+be reported per source; each source loses at most one partial block.
+
+Outputs: train/{i}-{j}.arrow, validation/{s}-{j}.arrow (j: a new shard every
+`max_blocks_per_shard` blocks). The marker lists every shard with its counts and sha256,
+and tokens per source before and after weighting.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.data.executor import Stage
+from pipeline.data.mixture import copies
 from pipeline.data.prepare_plan import Plan
 from pipeline.data.stages.histogram import Histogram
 from pipeline.data.stages.split import split_path
@@ -25,23 +39,47 @@ from pipeline.formats.packed_shards import BlockCutter, ShardWriter, sha256_of_f
 from tokenizer import SentencePieceTokenizer
 
 
-def task_split(plan: Plan, task_id: int) -> tuple[str, list[Path], int]:
-    """(split name, document files, shard prefix) of pack task `task_id`."""
+def task_split(plan: Plan, task_id: int) -> tuple[str, list[Path], int, str | None]:
+    """(split name, document files, shard prefix, validation source) of pack task `task_id`."""
     if task_id < plan.num_tasks:
-        return "train", [split_path(plan, "train", task_id)], task_id
-    return "validation", [split_path(plan, "validation", i) for i in range(plan.num_tasks)], 0
+        return "train", [split_path(plan, "train", task_id)], task_id, None
+    source = task_id - plan.num_tasks
+    files = [split_path(plan, "validation", i) for i in range(plan.num_tasks)]
+    return "validation", files, source, sorted(plan.weights)[source]
 
 
-def document_batches(files: list[Path], batch: int) -> Iterator[list[str]]:
-    texts: list[str] = []
-    for path in files:
-        for record in read_records(path):
-            texts.append(record["text"])
-            if len(texts) == batch:
-                yield texts
-                texts = []
-    if texts:
-        yield texts
+Item = tuple[str, int, bool, bool]  # text, input file index, counted before weighting, emitted
+
+
+def weighted_documents(plan: Plan, split: str, files: list[Path], source: str | None) -> Iterator[Item]:
+    """This task's documents in stream order. Pass 0 yields every document once (its tokens
+    count "before weighting"; it is emitted only if its row has at least one copy); pass
+    k > 0 yields only the documents with more than k copies. Validation: one pass, one source."""
+    names, weights = plan.sources, plan.weights
+    passes = math.ceil(max(weights.values())) if split == "train" else 1
+    for number in range(passes):
+        for path in files:
+            for record in read_records(path):
+                file = record["file"]
+                name = names[file]
+                if split == "validation":
+                    if name == source:
+                        yield record["text"], file, True, True
+                    continue
+                emitted = copies(weights[name], record["source"], record["row"]) > number
+                if number == 0 or emitted:
+                    yield record["text"], file, number == 0, emitted
+
+
+def batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    batch: list[Item] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class ShardSequence:
@@ -97,7 +135,7 @@ class ShardSequence:
 
 def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     cfg = plan.config.pack
-    split, files, prefix = task_split(plan, task_id)
+    split, files, prefix, validation_source = task_split(plan, task_id)
     tokenizer = SentencePieceTokenizer.load(plan.tokenizer_dir)
     dtype = token_dtype(tokenizer.vocab_size)
     eos = np.array([tokenizer.eos_id], dtype=dtype)
@@ -106,33 +144,54 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     doc_tokens = Histogram()
     vocab_counts = np.zeros(tokenizer.vocab_size, dtype=np.int64)
     documents = tokens = chars = 0
-    for texts in document_batches(files, cfg.encode_batch_documents):
-        encoded = tokenizer.encode_batch(texts)
+    # per source: documents and tokens (with EOS) once each, and as emitted into the stream
+    per_source: dict[str, dict[str, int]] = {}
+    for batch in batches(weighted_documents(plan, split, files, validation_source), cfg.encode_batch_documents):
+        encoded = tokenizer.encode_batch([item[0] for item in batch])
         pieces = []
-        for text, ids in zip(texts, encoded):
+        for (text, file, counted, emitted), ids in zip(batch, encoded):
+            counts = per_source.setdefault(
+                plan.sources[file], {"documents": 0, "tokens": 0, "weighted_documents": 0, "weighted_tokens": 0}
+            )
+            if counted:
+                counts["documents"] += 1
+                counts["tokens"] += len(ids) + 1
+            if not emitted:
+                continue
+            counts["weighted_documents"] += 1
+            counts["weighted_tokens"] += len(ids) + 1
             pieces.append(np.asarray(ids, dtype=dtype))
             pieces.append(eos)
             doc_tokens.add(len(ids) + 1)
             chars += len(text)
-        stream = np.concatenate(pieces)
-        vocab_counts += np.bincount(stream, minlength=tokenizer.vocab_size)
-        shards.write(cutter.push(stream))
-        documents += len(texts)
-        tokens += len(stream)
-        progress(len(texts))
+            documents += 1
+        if pieces:
+            stream = np.concatenate(pieces)
+            vocab_counts += np.bincount(stream, minlength=tokenizer.vocab_size)
+            shards.write(cutter.push(stream))
+            tokens += len(stream)
+        progress(len(batch))
     written = shards.close()
     for entry in written:  # paths in the marker are relative to OUT
         entry["path"] = str(Path(entry["path"]).relative_to(plan.output))
+        if validation_source is not None:
+            entry["source"] = validation_source
     return {
         "split": split,
         "shards": written,
-        "documents": documents,
+        "documents": documents,  # as emitted: a document read twice counts twice
         "tokens": tokens,  # including EOS, before cutting
         "chars": chars,
         "partial_tokens_dropped": int(len(cutter.pending)),
+        "sources": dict(sorted(per_source.items())),
         "doc_tokens": doc_tokens.to_json(),
         "vocab_ids_used": np.flatnonzero(vocab_counts).tolist(),
     }
 
 
-STAGE = Stage(name="pack", run_task=run_task, count_tasks=lambda plan: plan.num_tasks + 1)
+def count_tasks(plan: Plan) -> int:
+    """N train tasks, then one validation task per source."""
+    return plan.num_tasks + len(plan.weights)
+
+
+STAGE = Stage(name="pack", run_task=run_task, count_tasks=count_tasks)

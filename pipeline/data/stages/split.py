@@ -19,10 +19,11 @@ import numpy as np
 
 from pipeline.data.executor import Stage
 from pipeline.data.prepare_plan import Plan
+from pipeline.data.samples import cut
 from pipeline.data.stages.buckets import DROP, load_array
 from pipeline.data.stages.clean import documents_path
 from pipeline.data.stages.dedup import drop_path
-from pipeline.data.stages.group import TaskDocuments, load_groups, validation_threshold
+from pipeline.data.stages.group import TaskDocuments, load_groups, sample_positions, validation_threshold
 from pipeline.data.stages.histogram import Histogram
 from pipeline.data.stages.near_dedup import near_duplicate_ordinals
 from pipeline.formats.documents import DocumentWriter, read_records
@@ -50,12 +51,16 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     # near dedup also links exact copies: those stay counted as exact duplicates
     near_duplicates = set(near_duplicate_ordinals(plan, task_id).tolist()) - duplicates
     per_file: dict[int, dict[str, int]] = {}
+    wanted = sample_positions(plan, task_id)
+    sample_texts: dict[str, str] = {}  # ordinal → text, for the duplicate samples
     chars = Histogram()
     with (
         DocumentWriter(split_path(plan, "train", task_id)) as train,
         DocumentWriter(split_path(plan, "validation", task_id)) as validation,
     ):
         for ordinal, record in enumerate(read_records(documents_path(plan, task_id))):
+            if ordinal in wanted:
+                sample_texts[str(ordinal)] = cut(record["text"], plan.config.samples.max_chars)
             counts = per_file.setdefault(
                 record["file"], {"duplicates": 0, "near_duplicates": 0, "train": 0, "validation": 0}
             )
@@ -85,6 +90,7 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
             for name, writer in (("train", train), ("validation", validation))
         },
         "doc_chars": chars.to_json(),
+        "sample_texts": sample_texts,
     }
 
 

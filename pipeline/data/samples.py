@@ -1,0 +1,82 @@
+"""Bounded, deterministic samples of what preparation dropped: OUT/dropped/<reason>.jsonl.zst.
+
+Which rows are shown must not depend on how the work was split into tasks. Every candidate
+gets a key, `sample_key(file, row, part)` (splitmix64 of its position in the plan's sorted
+input list), and a sample keeps the `per_source` candidates with the smallest keys in each
+(reason, source). Each task keeps its own smallest ones; the union of the tasks' picks holds
+the global smallest, so merging them (keep the smallest again) gives the same sample for any
+task count. Texts are cut to `max_chars` characters (the record says how long they were).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+
+import numpy as np
+
+_MASK = (1 << 64) - 1
+
+
+def _splitmix64(x):
+    """splitmix64's finaliser, on ints or uint64 numpy arrays (wrapping arithmetic)."""
+    if isinstance(x, np.ndarray):
+        with np.errstate(over="ignore"):
+            x = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+            x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            return x ^ (x >> np.uint64(31))
+    x = (int(x) + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+def sample_key(file, row, part=0):
+    """A document's (or row's) sampling key; ints or numpy arrays."""
+    if isinstance(file, np.ndarray):
+        position = (file.astype(np.uint64) << np.uint64(40)) | row.astype(np.uint64)
+        return _splitmix64(_splitmix64(position) ^ np.asarray(part, dtype=np.uint64))
+    return _splitmix64(_splitmix64((int(file) << 40) | int(row)) ^ int(part))
+
+
+class SmallestPerGroup:
+    """Keeps the `limit` items with the smallest keys in each group (a max-heap per group)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._heaps: dict[str, list[tuple[int, int, dict]]] = {}
+        self._counter = 0
+
+    def offer(self, group: str, key: int, make_item) -> None:
+        """`make_item()` builds the item only if it is kept (texts are cut only then)."""
+        if self.limit <= 0:
+            return
+        heap = self._heaps.setdefault(group, [])
+        if len(heap) >= self.limit and -heap[0][0] <= key:
+            return
+        self._counter += 1
+        item = {"key": key, **make_item()}
+        if len(heap) < self.limit:
+            heapq.heappush(heap, (-key, self._counter, item))
+        else:
+            heapq.heapreplace(heap, (-key, self._counter, item))
+
+    def items(self) -> list[dict]:
+        """Every kept item, sorted by (group, key)."""
+        out = []
+        for group in sorted(self._heaps):
+            out += sorted((entry[2] for entry in self._heaps[group]), key=lambda item: item["key"])
+        return out
+
+
+def smallest_per_group(items: Iterable[dict], group_of, limit: int) -> list[dict]:
+    """Merge: the `limit` items with the smallest "key" per group, sorted by (group, key)."""
+    kept = SmallestPerGroup(limit)
+    for item in items:
+        kept.offer(group_of(item), item["key"], lambda item=item: {k: v for k, v in item.items() if k != "key"})
+    return kept.items()
+
+
+def cut(text: str, max_chars: int) -> str:
+    return text if len(text) <= max_chars else text[:max_chars] + "…"
