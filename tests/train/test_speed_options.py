@@ -16,7 +16,15 @@ import sys
 import pytest
 
 from pipeline.train.hooks import ENV_SIGNAL_AT_STEP
-from tests.helpers.train_fixtures import REPO, audit_steps, make_packed_data, read_jsonl, train_env, write_run_configs
+from tests.helpers.train_fixtures import (
+    REPO,
+    audit_steps,
+    free_port,
+    make_packed_data,
+    read_jsonl,
+    train_env,
+    write_run_configs,
+)
 
 pytestmark = pytest.mark.slow
 STEPS, STOP_AT = 4, 2
@@ -39,9 +47,9 @@ def train(setup, name: str, *overrides: str, hooks: dict | None = None) -> subpr
     root, data, config = setup
     command = [sys.executable, "-m", "pipeline", "train", "--config", str(config), "--data", str(data.root)]
     command += ["--output", str(root / name), *MODEL, *NO_DROPOUT, *overrides]
-    return subprocess.run(
-        command, cwd=REPO, env=train_env(**(hooks or {})), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    # a free rendezvous port: the single-process default (29500 + pid % 1000) can be taken on a busy machine
+    env = train_env(**(hooks or {}), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    return subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def losses(setup, name: str) -> list[float]:
