@@ -13,6 +13,7 @@ import torch
 
 from pipeline.train.export import ExportError, export_hf
 from tests.helpers.tiny_lm import train_tokenizer_dir
+from tests.helpers.train_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +23,7 @@ def tokenizer_dir(tmp_path_factory):
     return train_tokenizer_dir(tmp_path_factory.mktemp("tok") / "tokenizer")
 
 
-def train_with_deepspeed(run_dir: Path, tokenizer_dir: Path, stage: int, port: int) -> None:
+def train_with_deepspeed(run_dir: Path, tokenizer_dir: Path, stage: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
     command = [
         sys.executable,
@@ -31,7 +32,7 @@ def train_with_deepspeed(run_dir: Path, tokenizer_dir: Path, stage: int, port: i
         "--nproc_per_node",
         "2",
         "--master_port",
-        str(port),
+        str(free_port()),  # not a fixed one: a concurrent suite on this machine may hold it
         str(ROOT / "tests/helpers/ds_export_run.py"),
         str(run_dir),
         str(tokenizer_dir),
@@ -47,7 +48,7 @@ def test_export_matches_engine_and_loads_everywhere(tmp_path, tokenizer_dir, sta
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
     run_dir = tmp_path / "run"
-    train_with_deepspeed(run_dir, tokenizer_dir, stage, port=29500 + 10 * stage + os.getpid() % 7)
+    train_with_deepspeed(run_dir, tokenizer_dir, stage)
     out = export_hf(run_dir)
     assert out == run_dir / "hf"
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.model").is_file()
@@ -74,7 +75,7 @@ def test_export_matches_engine_and_loads_everywhere(tmp_path, tokenizer_dir, sta
 @pytest.mark.slow
 def test_reexport_replaces_atomically_and_tags_resolve(tmp_path, tokenizer_dir):
     run_dir = tmp_path / "run"
-    train_with_deepspeed(run_dir, tokenizer_dir, 1, port=29590)
+    train_with_deepspeed(run_dir, tokenizer_dir, 1)
     first = export_hf(run_dir, tag="step3", out_dir=tmp_path / "exported")
     before = (first / "model.safetensors").read_bytes()
     (first / "stray.txt").write_text("from an older export")
