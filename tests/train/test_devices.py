@@ -1,6 +1,8 @@
 """Device selection over the launch environments a GPU node gives a rank (pure: no GPU needed),
 and the host→device copy on the CPU."""
 
+import os
+
 import pytest
 import torch
 
@@ -11,8 +13,13 @@ from tests.train.test_distributed import LAUNCH_VARS
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
+    """Restores the whole environment: detect() sets launch variables in os.environ itself."""
+    saved = dict(os.environ)
     for var in (*LAUNCH_VARS, "CUDA_VISIBLE_DEVICES"):
         monkeypatch.delenv(var, raising=False)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def visible_count(cuda_visible_devices: str | None, gpus_on_node: int) -> int:

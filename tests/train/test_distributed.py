@@ -21,8 +21,15 @@ LAUNCH_VARS = (
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
+    """detect() writes RANK, WORLD_SIZE, MASTER_* into os.environ itself (for srun); monkeypatch
+    only restores what it touched, so restore the whole environment: leaked launch variables made a
+    later single-process `pipeline train` wait for 8 ranks."""
+    saved = dict(os.environ)
     for var in LAUNCH_VARS:
         monkeypatch.delenv(var, raising=False)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def test_torchrun_and_deepspeed_variables(monkeypatch):
