@@ -55,6 +55,7 @@ def deepspeed_config(path: Path, cfg: TrainConfig, precision: str) -> dict:
                 "eps": cfg.adam_eps,
                 "weight_decay": cfg.weight_decay,
                 "torch_adam": True,
+                "fused": cfg.fused_adam,  # passed through to torch.optim.AdamW(fused=...)
             },
         },
         "steps_per_print": base.get("steps_per_print", 1 << 30),

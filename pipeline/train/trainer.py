@@ -197,7 +197,6 @@ class Trainer:
         self.total_steps = cfg.total_steps(world, self.block_size)
         self.precision = resolve_precision(cfg.precision, self.device)
         ds_config = deepspeed_config(ds_path, cfg, self.precision)
-        ds_config["optimizer"]["params"]["fused"] = cfg.fused_adam  # torch AdamW(fused=...)
         if resume_state is not None:
             if resume_state["step"] >= self.total_steps:
                 self.state = TrainerState(step=resume_state["step"])
