@@ -129,19 +129,29 @@ def committed_tags(ckpt_dir: Path) -> list[str]:
     return [p.name for p in tag_dirs(ckpt_dir) if commit_problem(p) is None]
 
 
-def move_aside(ckpt_dir: Path, tag_dir: Path) -> Path:
-    """Move a tag folder to checkpoints/.incomplete/ under a free name; returns where it went."""
+def move_aside(ckpt_dir: Path, folder: Path, name: str | None = None) -> Path:
+    """Move a folder to checkpoints/.incomplete/ as `name` (default: its own name), under a free
+    name (`name.N`); returns where it went."""
     parking = Path(ckpt_dir) / INCOMPLETE_DIR
     parking.mkdir(exist_ok=True)
-    target = parking / tag_dir.name
+    name = name or folder.name
+    target = parking / name
     n = 0
     while target.exists():
         n += 1
-        target = parking / f"{tag_dir.name}.{n}"
-    os.replace(tag_dir, target)
+        target = parking / f"{name}.{n}"
+    os.replace(folder, target)
     fsync_path(parking)
     fsync_path(Path(ckpt_dir))
     return target
+
+
+def write_commit(folder: Path, tag: str, files: dict[str, int], **extra) -> None:
+    """The commit record, written last: {tag, step, files: {name: size}, time, **extra}, atomically,
+    then the folder fsynced. The caller has fsynced every listed file."""
+    record = {"tag": tag, "step": step_of(tag), "files": dict(sorted(files.items())), **extra, "time": time.time()}
+    write_json_atomically(Path(folder) / COMMIT_FILE, record)
+    fsync_path(Path(folder))
 
 
 def set_aside_uncommitted(ckpt_dir: Path) -> list[tuple[str, str, Path]]:
@@ -285,9 +295,7 @@ def save(
         if pause_before_commit_s:  # test hook: a window for `kill -9` between files and commit
             print(f"[checkpoint] {tag}: files written, pausing {pause_before_commit_s}s before commit", flush=True)
             time.sleep(pause_before_commit_s)
-        record = {"tag": tag, "step": step_of(tag), "files": dict(sorted(everything.items())), "time": time.time()}
-        write_json_atomically(tag_dir / COMMIT_FILE, record)
-        fsync_path(tag_dir)
+        write_commit(tag_dir, tag, everything)
         fsync_path(ckpt_dir)
         write_latest(ckpt_dir, tag)
     torch.distributed.barrier()

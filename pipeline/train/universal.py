@@ -32,33 +32,19 @@ from pathlib import Path
 
 import torch
 
-from pipeline.core.atomic import write_json_atomically
 from pipeline.train.checkpoint import (
-    COMMIT_FILE,
-    INCOMPLETE_DIR,
     UNIVERSAL_DIR,
     CheckpointError,
     commit_problem,
     fsync_path,
-    step_of,
+    move_aside,
+    write_commit,
 )
 
 
 def universal_root(ckpt_dir: Path) -> Path:
     """The folder DeepSpeed's `load_checkpoint(load_dir, tag)` reads a converted tag from."""
     return Path(ckpt_dir) / UNIVERSAL_DIR
-
-
-def _park_damaged(ckpt_dir: Path, folder: Path) -> Path:
-    parking = Path(ckpt_dir) / INCOMPLETE_DIR
-    parking.mkdir(exist_ok=True)
-    target, n = parking / f"{folder.name}.universal", 0
-    while target.exists():
-        n += 1
-        target = parking / f"{folder.name}.universal.{n}"
-    os.replace(folder, target)
-    fsync_path(parking)
-    return target
 
 
 def convert(ckpt_dir: Path, source: Path, source_world: int, workers: int = 2) -> tuple[Path, str]:
@@ -71,7 +57,7 @@ def convert(ckpt_dir: Path, source: Path, source_world: int, workers: int = 2) -
         problem = commit_problem(target)
         if problem is None:
             return root, f"[checkpoint] {tag}: reusing its universal copy {target}"
-        where = _park_damaged(ckpt_dir, target)
+        where = move_aside(ckpt_dir, target, f"{tag}.universal")
         print(f"[checkpoint] {target}: not committed ({problem}); moved to {where}", flush=True)
     root.mkdir(parents=True, exist_ok=True)
     work = root / f".{tag}.converting"
@@ -105,16 +91,7 @@ def convert(ckpt_dir: Path, source: Path, source_world: int, workers: int = 2) -
         files[str(path.relative_to(work))] = path.stat().st_size
     for folder in sorted({p.parent for p in work.rglob("*") if p.is_file()}, key=lambda p: -len(p.parts)):
         fsync_path(folder)
-    record = {
-        "tag": tag,
-        "step": step_of(tag),
-        "source": str(source),
-        "source_world_size": source_world,
-        "files": files,
-        "time": time.time(),
-    }
-    write_json_atomically(work / COMMIT_FILE, record)
-    fsync_path(work)
+    write_commit(work, tag, files, source=str(source), source_world_size=source_world)
     os.replace(work, target)
     fsync_path(root)
     fsync_path(Path(ckpt_dir))
