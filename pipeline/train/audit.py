@@ -39,6 +39,15 @@ def _cut(path: Path, resume_step: int) -> None:
         handle.write("".join(line + "\n" for line in kept))
 
 
+def _rank_files(run_dir: Path) -> dict[int, Path]:
+    files = {}
+    for path in (Path(run_dir) / "audit").glob("rank*.jsonl"):
+        number = path.stem[len("rank") :]
+        if number.isdigit():
+            files[int(number)] = path
+    return dict(sorted(files.items()))
+
+
 class SampleAudit:
     """This rank's audit file, cut back to `resume_step` (0: a fresh start, a fresh file). Rank 0
     also cuts the files of ranks >= `world` (left by a leg on more ranks)."""
@@ -48,9 +57,8 @@ class SampleAudit:
         path.parent.mkdir(parents=True, exist_ok=True)
         _cut(path, resume_step)
         if rank == 0:
-            for other in path.parent.glob("rank*.jsonl"):
-                number = other.stem[len("rank") :]
-                if number.isdigit() and int(number) >= world:
+            for other_rank, other in _rank_files(run_dir).items():
+                if other_rank >= world:
                     _cut(other, resume_step)
         self.world = world
         self._file = open(path, "a")
@@ -63,15 +71,6 @@ class SampleAudit:
 
     def close(self) -> None:
         self._file.close()
-
-
-def _rank_files(run_dir: Path) -> dict[int, Path]:
-    files = {}
-    for path in (Path(run_dir) / "audit").glob("rank*.jsonl"):
-        number = path.stem[len("rank") :]
-        if number.isdigit():
-            files[int(number)] = path
-    return dict(sorted(files.items()))
 
 
 def read_audit(run_dir: Path, world: int | None = None) -> dict[int, dict]:
