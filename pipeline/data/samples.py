@@ -15,29 +15,23 @@ from collections.abc import Iterable
 
 import numpy as np
 
-_MASK = (1 << 64) - 1
+from pipeline.data.minhash import mix64
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment
 
 
-def _splitmix64(x):
-    """splitmix64's finaliser, on ints or uint64 numpy arrays (wrapping arithmetic)."""
-    if isinstance(x, np.ndarray):
-        with np.errstate(over="ignore"):
-            x = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-            x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            return x ^ (x >> np.uint64(31))
-    x = (int(x) + 0x9E3779B97F4A7C15) & _MASK
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """One splitmix64 output per uint64 input: the increment, then minhash's finaliser."""
+    with np.errstate(over="ignore"):
+        return mix64(np.asarray(x, dtype=np.uint64) + _GOLDEN)
 
 
 def sample_key(file, row, part=0):
-    """A document's (or row's) sampling key; ints or numpy arrays."""
-    if isinstance(file, np.ndarray):
-        position = (file.astype(np.uint64) << np.uint64(40)) | row.astype(np.uint64)
-        return _splitmix64(_splitmix64(position) ^ np.asarray(part, dtype=np.uint64))
-    return _splitmix64(_splitmix64((int(file) << 40) | int(row)) ^ int(part))
+    """A document's (or row's) sampling key from its position; numpy arrays, or ints → an int."""
+    scalar = not isinstance(file, np.ndarray)
+    file, row, part = (np.atleast_1d(np.asarray(v, dtype=np.uint64)) for v in (file, row, part))
+    keys = _splitmix64(_splitmix64((file << np.uint64(40)) | row) ^ part)
+    return int(keys[0]) if scalar else keys
 
 
 class SmallestPerGroup:
