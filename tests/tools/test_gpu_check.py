@@ -59,7 +59,6 @@ def test_dry_run_writes_the_result_format(prepared, tmp_path):
     assert variant["variant"] == "eager" and variant["ok"] and variant["steps"] == 4
     assert variant["optimizer"].startswith("AdamW(fused=False") and variant["peak_memory_kind"] == "process max RSS"
     assert variant["attention"].startswith("SDPA → ") and "on cpu (float32" in variant["attention"]
-    assert 0 < variant["mfu"] < 1  # a tiny model on a nominal 1 TFLOP/s
 
     ck = report["checkpoint"]
     for key in ("save_seconds_at_end", "save_seconds_at_stop", "load_seconds"):
