@@ -34,6 +34,22 @@ def sample_key(file, row, part=0):
     return int(keys[0]) if scalar else keys
 
 
+def smallest_per_group_indices(keys: np.ndarray, groups: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of the `limit` smallest keys within each group (ties: the earlier index), in
+    (group, key) order — the vectorised form of SmallestPerGroup, for candidates in arrays."""
+    order = np.lexsort((np.arange(len(keys)), keys, groups))
+    grouped = groups[order]
+    place = np.arange(len(order)) - np.searchsorted(grouped, grouped)  # rank within its group
+    return order[place < limit]
+
+
+def source_ids(file_sources: list[str]) -> tuple[list[str], np.ndarray]:
+    """(source names sorted, the index into them of each input file's source)."""
+    names = sorted(set(file_sources))
+    index = {name: i for i, name in enumerate(names)}
+    return names, np.array([index[name] for name in file_sources], dtype=np.int64)
+
+
 class SmallestPerGroup:
     """Keeps the `limit` items with the smallest keys in each group (a max-heap per group)."""
 

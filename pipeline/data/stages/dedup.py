@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.data.executor import Stage
 from pipeline.data.prepare_plan import Plan
-from pipeline.data.samples import sample_key
+from pipeline.data.samples import sample_key, smallest_per_group_indices, source_ids
 from pipeline.data.stages.buckets import DROP, RECORD, ROW_LINK, load_array, save_array
 from pipeline.data.stages.clean import bucket_path
 
@@ -34,14 +34,11 @@ def duplicate_candidates(plan: Plan, table: np.ndarray, head: np.ndarray, copies
     limit = plan.config.samples.per_source
     if limit <= 0 or not len(copies):
         return []
-    names = sorted(plan.weights)
-    source_id = np.array([names.index(name) for name in plan.sources], dtype=np.int64)
+    names, file_source = source_ids(plan.sources)
     removed = table[copies]
     keys = sample_key(removed["file"], removed["row"], removed["part"])
-    sources = source_id[removed["file"].astype(np.int64)]
-    order = np.lexsort((keys, sources))
-    rank = np.arange(len(order)) - np.searchsorted(sources[order], sources[order])  # place within its source
-    chosen = order[rank < limit]
+    sources = file_source[removed["file"].astype(np.int64)]
+    chosen = smallest_per_group_indices(keys, sources, limit)
     return [
         {
             "key": int(keys[i]),

@@ -15,9 +15,9 @@ draw alike); a group's draw is its first row's. Every document takes its group's
 Outputs: work/groups/rows.npy — (row key, draw) of every row in a group of two or more,
 sorted by key; rows absent from it are alone. The marker carries the validation threshold,
 computed here over the draws of the documents that survive dedup (with multiplicity, so at
-least `min_validation_documents` are held out), so every split task uses the same number. It also carries the duplicate and near-duplicate
-examples chosen for OUT/dropped/ (positions only: the split tasks, which read every
-document anyway, fetch their texts).
+least `min_validation_documents` are held out), so every split task uses the same number.
+It also carries the duplicate and near-duplicate examples chosen for OUT/dropped/
+(positions only: the split tasks, which read every document anyway, fetch their texts).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import numpy as np
 from pipeline.data.executor import Stage
 from pipeline.data.minhash import MinHasher, estimated_similarity, first_of_component
 from pipeline.data.prepare_plan import Plan
-from pipeline.data.samples import sample_key
+from pipeline.data.samples import sample_key, smallest_per_group_indices, source_ids
 from pipeline.data.stages.buckets import DROP, load_array, save_array
 from pipeline.data.stages.clean import documents_path
 from pipeline.formats.documents import read_records
@@ -206,29 +206,23 @@ def cluster_samples(plan: Plan, nodes: np.ndarray, labels: np.ndarray) -> list[d
     if limit <= 0 or not len(heads):
         return []
     keys = sample_key(nodes["file"][heads], nodes["row"][heads], nodes["part"][heads])
-    sources = [plan.sources[int(f)] for f in nodes["file"][heads]]
-    chosen: dict[str, list[int]] = {}
-    for at in np.argsort(keys, kind="stable"):
-        picked = chosen.setdefault(sources[at], [])
-        if len(picked) < limit:
-            picked.append(int(at))
+    names, file_source = source_ids(plan.sources)
+    sources = file_source[nodes["file"][heads].astype(np.int64)]
     order = np.argsort(labels, kind="stable")  # members of a component, in global order
     sorted_labels = labels[order]
     starts = np.searchsorted(sorted_labels, heads)
     ends = np.searchsorted(sorted_labels, heads, side="right")
     out = []
-    for source in sorted(chosen):
-        for at in chosen[source]:
-            members = order[starts[at] : min(ends[at], starts[at] + show)]
-            size = int(ends[at] - starts[at])
-            out.append(
-                {
-                    "key": int(keys[at]),
-                    "source": source,
-                    "size": size,
-                    "members": [{name: int(nodes[m][name]) for name, _ in _POSITION} for m in members],
-                }
-            )
+    for at in smallest_per_group_indices(keys, sources, limit):
+        members = order[starts[at] : min(ends[at], starts[at] + show)]
+        out.append(
+            {
+                "key": int(keys[at]),
+                "source": names[int(sources[at])],
+                "size": int(ends[at] - starts[at]),
+                "members": [{name: int(nodes[m][name]) for name, _ in _POSITION} for m in members],
+            }
+        )
     return out
 
 
