@@ -153,12 +153,17 @@ def write_run_configs(directory: Path, **train_overrides) -> Path:
     return write_yaml(directory / "train.yaml", train)
 
 
+LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def train_env(**hooks: str) -> dict:
     """The launch environment; `hooks`: test hooks (pipeline/train/hooks.py), e.g.
     ZH_PRETRAIN_TEST_SIGNAL_AT_STEP="5"."""
     import os
 
-    env = dict(os.environ)
+    # a launch defines its own ranks: variables the test process inherited (or a test leaked)
+    # would make a single-process `pipeline train` wait for ranks that never come
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARIABLES}
     env.update(hooks)
     env.update(
         OMP_NUM_THREADS="1",
