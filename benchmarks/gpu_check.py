@@ -249,8 +249,9 @@ def train(args, config: Path, data: Path, name: str, overrides: list[str], env_e
 
 
 def train_records(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, filter(None, lines)) if r["kind"] == "train"]
+    from pipeline.formats.metrics_file import read_metrics
+
+    return read_metrics(run_dir, "train")
 
 
 def log_value(text: str, prefix: str) -> str | None:
