@@ -188,6 +188,13 @@ stop() {
         scancel --quiet --partition=low,high 2>/dev/null || true
         local deadline=$((SECONDS + 40))
         while [ -n "$(squeue -h -o %i 2>/dev/null)" ] && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+        # A batch script that ignores SIGTERM (it traps it) would outlive the daemons: SIGKILL
+        # every step of what is left, the batch shell included.
+        if [ -n "$(squeue -h -o %i 2>/dev/null)" ]; then
+            scancel --quiet --full --signal=KILL --partition=low,high 2>/dev/null || true
+            deadline=$((SECONDS + 20))
+            while [ -n "$(squeue -h -o %i 2>/dev/null)" ] && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+        fi
     fi
     stop_daemons slurmd slurmctld
     stop_daemons munged   # last: the SLURM daemons authenticate through it until they are gone

@@ -32,6 +32,9 @@ parser.add_argument("--steps", type=int, required=True)
 parser.add_argument("--step-seconds", type=float, default=0.15)
 parser.add_argument("--save-seconds", type=float, default=0.0, help="how long a checkpoint takes")
 parser.add_argument("--exit-code", type=int, default=None, help="fail at once with this code")
+parser.add_argument("--no-handlers-seconds", type=float, default=0.0,
+                    help="on the first start, wait this long with the default signal actions "
+                         "(the real entry's window before line 1, stretched)")
 args = parser.parse_args()
 
 rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -47,6 +50,10 @@ def record(event, **fields):
 if args.exit_code is not None:
     record("failing", code=args.exit_code)
     sys.exit(args.exit_code)
+
+if args.no_handlers_seconds and restart == 0:
+    record("no_handlers_yet")
+    time.sleep(args.no_handlers_seconds)
 
 stop = []
 signal.signal(signal.SIGUSR1, lambda signum, frame: stop.append("USR1"))
@@ -183,3 +190,22 @@ def test_failure_is_not_requeued(slurm_cluster, tmp_path):
     (record,) = slurm_cluster.wait_finished(job, timeout=120)
     assert record["JobState"] == "FAILED" and record["Restarts"] == "0" and record["ExitCode"] == "3:0", record
     assert "training failed (exit 3): not requeueing" in log.read_text()
+
+
+def test_signal_before_the_handlers_still_requeues(slurm_cluster, tmp_path):
+    """A stop signal that lands before a rank has its handlers (the first ~45 ms of the real
+    entry's interpreter, stretched here) kills the rank with the default action. Nothing was
+    written, so the script requeues as for a 75 instead of ending the job as failed."""
+    job, run, log = submit_training(slurm_cluster, tmp_path, "--steps", "6", "--no-handlers-seconds", "60")
+    waiting = lambda: all(e["event"] == "no_handlers_yet" for r in range(2) for e in events(run, r)[-1:])  # noqa: E731
+    slurm_cluster.wait_until(lambda: events(run, 0) and events(run, 1) and waiting(), 120, "ranks started")
+    slurm_cluster.run("scancel", "--batch", "--signal=USR1", job)
+
+    (record,) = slurm_cluster.wait_finished(job, timeout=180)
+    assert record["JobState"] == "COMPLETED" and record["Restarts"] == "1", record
+    text = log.read_text()
+    assert "before its stop handlers" in text and "requeueing job" in text, text
+    for rank in range(2):
+        history = events(run, rank)
+        assert [e["event"] for e in history if e["restart"] == 0] == ["no_handlers_yet"]
+        assert [e["step"] for e in history if e["event"] == "step"] == list(range(1, 7))
