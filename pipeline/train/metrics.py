@@ -4,6 +4,7 @@ Record names are a contract (reports and plots read them):
   train: kind step epoch consumed_samples tokens loss lr grad_norm tokens_per_s samples_per_s
          step_time_s data_wait_share mfu eta_s time
   eval:  kind step tokens val_loss val_ppl val_acc val_tokens
+         [val_by_source: {source: {val_loss val_ppl val_acc val_tokens}}]
 Only rank 0 writes (`enabled=False` elsewhere makes every call a no-op).
 """
 
@@ -74,10 +75,16 @@ class MetricsLogger:
             for key, value in record.items():
                 if key not in ("kind", "step", "time") and isinstance(value, (int, float)) and value is not None:
                     self._tb.add_scalar(f"{kind}/{key}", value, step)
+            for source, values in record.get("val_by_source", {}).items():  # eval/val_loss/<source>: one chart
+                for key, value in values.items():
+                    self._tb.add_scalar(f"{kind}/{key}/{source}", value, step)
             self._tb.flush()
         if self.echo:
             keys = self.CONSOLE_KEYS.get(kind, tuple(record))
             parts = [f"{k}={_format(record[k])}" for k in keys if record.get(k) is not None]
+            parts += [
+                f"val_loss[{source}]={_format(v['val_loss'])}" for source, v in record.get("val_by_source", {}).items()
+            ]
             print(f"[{kind}] " + " ".join(parts), flush=True)
 
     def message(self, text: str) -> None:

@@ -236,6 +236,7 @@ class Trainer:
             return
         self.train_blocks = PackedBlocks(manifest.shard_paths("train"))
         self.val_blocks = PackedBlocks(manifest.shard_paths("validation"))
+        self.val_sources = manifest.block_sources("validation")  # per-source held-out loss; None: not recorded
         run_info = {
             "train_config": to_dict(cfg),
             "model_config": to_dict(self.model_cfg),
@@ -349,18 +350,23 @@ class Trainer:
             self.device,
             self.dist.rank,
             self.world,
+            block_sources=self.val_sources,
         )
-        self.log.log(
-            {
-                "kind": "eval",
-                "step": self.state.step,
-                "tokens": self.state.tokens,
-                "val_loss": result.loss,
-                "val_ppl": result.perplexity,
-                "val_acc": result.accuracy,
-                "val_tokens": result.tokens,
+        record = {
+            "kind": "eval",
+            "step": self.state.step,
+            "tokens": self.state.tokens,
+            "val_loss": result.loss,
+            "val_ppl": result.perplexity,
+            "val_acc": result.accuracy,
+            "val_tokens": result.tokens,
+        }
+        if result.per_source:  # one entry per source among the scored blocks
+            record["val_by_source"] = {
+                name: {"val_loss": r.loss, "val_ppl": r.perplexity, "val_acc": r.accuracy, "val_tokens": r.tokens}
+                for name, r in result.per_source.items()
             }
-        )
+        self.log.log(record)
         if self.state.best_val_loss is None or result.loss < self.state.best_val_loss:
             self.state.best_val_loss = result.loss
             self.state.best_tag = checkpoint.tag_for(self.state.step)

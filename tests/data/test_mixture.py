@@ -113,8 +113,8 @@ def test_bad_mixture_rules_fail_before_any_work_naming_the_key(corpus, tmp_path,
 @pytest.mark.slow
 def test_training_on_weighted_data_resumes_bitwise(weighted, tmp_path):
     """The weighted stream is an ordinary packed train split: an interrupted and resumed run
-    (SIGUSR1 at step 3) equals the uninterrupted one bit for bit, and the held-out loss is
-    logged as before (blocks labelled by source in the manifest change nothing there)."""
+    (SIGUSR1 at step 3) equals the uninterrupted one bit for bit, and every evaluation logs the
+    held-out loss per source as well (`val_by_source`), equal across the resume."""
     from pipeline.train.hooks import ENV_SIGNAL_AT_STEP
     from tests.helpers.train_fixtures import (
         TINY_MODEL,
@@ -142,3 +142,28 @@ def test_training_on_weighted_data_resumes_bitwise(weighted, tmp_path):
         for run in ("full", "cut")
     }
     assert losses["cut"] == losses["full"]
+
+    # The held-out loss per source: one entry per source among the scored blocks, tokens counted
+    # here from the Arrow blocks themselves, and the same numbers after the resume.
+    evals = {
+        run: [
+            {k: v for k, v in r.items() if k != "time"}
+            for r in read_jsonl(tmp_path / run / "metrics.jsonl")
+            if r["kind"] == "eval"
+        ]
+        for run in ("full", "cut")
+    }
+    assert [r["step"] for r in evals["full"]] == [3, 6] and evals["cut"] == evals["full"]
+    manifest = load_manifest(weighted)
+    blocks = PackedBlocks(manifest.shard_paths("validation"))
+    scored = min(len(blocks), 8)
+    sources = [entry.source for entry in manifest.shards("validation") for _ in range(entry.blocks)][:scored]
+    expected: dict[str, int] = {}
+    for index, source in enumerate(sources):
+        expected[source] = expected.get(source, 0) + int((blocks.gather([index])[0, 1:] != 3).sum())  # 3: pad
+    for record in evals["full"]:
+        by_source = record["val_by_source"]
+        assert {name: entry["val_tokens"] for name, entry in by_source.items()} == expected and len(expected) >= 2
+        assert sum(entry["val_tokens"] for entry in by_source.values()) == record["val_tokens"]
+        mean = sum(e["val_loss"] * e["val_tokens"] for e in by_source.values()) / record["val_tokens"]
+        assert math.isclose(mean, record["val_loss"], rel_tol=1e-9)

@@ -75,3 +75,22 @@ def test_peak_tflops_reads_torch_device_names():
     assert peak_tflops("NVIDIA A100-SXM4-80GB", "fp32") == 19.5
     assert peak_tflops("NVIDIA A10", "bf16") == 125.0  # not taken for an A100, nor an A100 for it
     assert peak_tflops("Tesla T4", "bf16") is None  # unknown: MFU is left out, not guessed
+
+
+def test_per_source_eval_reaches_jsonl_console_and_tensorboard(tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    logger = MetricsLogger(run, enabled=True)
+    by_source = {
+        "news": {"val_loss": 3.5, "val_ppl": 33.1, "val_acc": 0.2, "val_tokens": 40},
+        "wiki": {"val_loss": 4.75, "val_ppl": 115.6, "val_acc": 0.1, "val_tokens": 23},
+    }
+    logger.log({"kind": "eval", "step": 2, "val_loss": 4.0, "val_tokens": 63, "val_by_source": by_source})
+    logger.close()
+    assert read_metrics(run, "eval")[0]["val_by_source"] == by_source
+    assert "val_loss[news]=3.5 val_loss[wiki]=4.75" in capsys.readouterr().out
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("eval/val_loss/wiki")] == [(2, 4.75)]
+    assert [e.value for e in events.Scalars("eval/val_tokens/news")] == [40]
