@@ -36,9 +36,14 @@ KINDS = ("bitwise", "refused", "FAIL")
 
 
 def code_commit() -> str:
-    """The commit the runs ran on (+ '-dirty' when the working tree differs), so old records stay attributable."""
+    """The commit the runs ran on (+ '-dirty' when the working tree differs), so old records stay attributable.
+    The results folder does not count: the committed record file grows while the runner runs."""
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+        cwd=REPO,
+        capture_output=True,
+    )
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
