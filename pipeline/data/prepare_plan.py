@@ -65,7 +65,14 @@ class Plan:
     task_files: list[list[int]]  # input indices per task, contiguous, in path order
     fingerprint: str
     input_root: str = "."  # where `mixture:` keys and source names start (pipeline/data/mixture.py)
+    # `prepare --append` (pipeline/data/append.py): version 2, 3, … lives in ROOT/appends/<NNNN>/;
+    # `base` names the earlier versions' folders (relative to ROOT, oldest first): their documents
+    # are deduplicated against and their tokenizer and validation threshold are reused.
+    version: int = 1
+    base: list[str] = dataclasses.field(default_factory=list)
+    fixed_threshold: int | None = None
     output_lock: FileLock | None = dataclasses.field(default=None, repr=False, compare=False)
+    root_lock: FileLock | None = dataclasses.field(default=None, repr=False, compare=False)  # appends: OUT/.lock
     _sources: tuple[list[str], dict[str, float]] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
@@ -113,6 +120,15 @@ class Plan:
 
     # --- where things live -------------------------------------------------------------------
     @property
+    def root(self) -> Path:
+        """The corpus folder: this plan's output, or for an appended version the folder it was appended to."""
+        return self.output if self.version == 1 else self.output.parents[1]
+
+    def base_plans(self) -> list[Plan]:
+        """The plans of the earlier versions, oldest first (empty for version 1)."""
+        return [Plan.load(self.root / folder) for folder in self.base]
+
+    @property
     def work_dir(self) -> Path:
         return self.output / "work"
 
@@ -121,9 +137,15 @@ class Plan:
 
     @property
     def tokenizer_dir(self) -> Path:
-        return self.output / "tokenizer"
+        return self.root / "tokenizer"  # one tokenizer for every version
 
     # --- (de)serialisation --------------------------------------------------------------------
+    def lineage(self) -> dict:
+        """What an appended version builds on (part of its fingerprint); {} for version 1."""
+        if self.version == 1:
+            return {}
+        return {"version": self.version, "base": self.base, "fixed_threshold": self.fixed_threshold}
+
     def to_json(self) -> dict:
         return {
             "fingerprint": self.fingerprint,
@@ -134,6 +156,7 @@ class Plan:
             "input_root": self.input_root,
             "task_files": self.task_files,
             "config": to_dict(self.config),
+            **self.lineage(),
         }
 
     @classmethod
@@ -153,6 +176,9 @@ class Plan:
             task_files=raw["task_files"],
             fingerprint=raw["fingerprint"],
             input_root=raw.get("input_root", "."),
+            version=raw.get("version", 1),
+            base=raw.get("base", []),
+            fixed_threshold=raw.get("fixed_threshold"),
         )
 
 
@@ -187,7 +213,12 @@ def default_num_tasks(sizes: Sequence[int]) -> int:
 
 
 def compute_fingerprint(
-    inputs: list[InputFile], config: PrepareConfig, num_tasks: int, num_buckets: int, root: str = "."
+    inputs: list[InputFile],
+    config: PrepareConfig,
+    num_tasks: int,
+    num_buckets: int,
+    root: str = ".",
+    lineage: dict | None = None,
 ) -> str:
     identity = {
         "inputs": [dataclasses.astuple(f) for f in inputs],
@@ -195,6 +226,7 @@ def compute_fingerprint(
         "config": to_dict(config),
         "num_tasks": num_tasks,
         "num_buckets": num_buckets,
+        **(lineage or {}),  # an appended version: its place in the chain and what it was appended to
     }
     return fingerprint(identity)
 
@@ -265,7 +297,7 @@ def create_plan(
     )
     plan.sources  # a bad `mixture:` rule fails here, before anything is written  # noqa: B018
     output.mkdir(parents=True, exist_ok=True)
-    plan.output_lock = _open_output(plan, force)
+    plan.output_lock = open_output(plan, force)
     return plan
 
 
@@ -288,7 +320,7 @@ def _holds_anything(output: Path) -> bool:
     return any(entry.name not in leftovers for entry in output.iterdir())
 
 
-def _open_output(plan: Plan, force: bool) -> FileLock:
+def open_output(plan: Plan, force: bool) -> FileLock:
     """Agree with every other process in OUT on plan.json; returns OUT/.lock held shared."""
     output = plan.output
     plan_path = output / "plan.json"
@@ -358,6 +390,7 @@ OUTPUT_ENTRIES = (
     "report",
     "report.md",
     "dropped",
+    "appends",  # versions added by `prepare --append`
 )
 
 

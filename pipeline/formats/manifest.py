@@ -82,6 +82,12 @@ class DataManifest:
     def num_blocks(self, split: str) -> int:
         return sum(entry.blocks for entry in self.shards(split))
 
+    def earlier_version(self, fingerprint: str) -> dict | None:
+        """The entry of `versions` (a corpus grown by `prepare --append`) whose manifest had
+        `fingerprint`, if it is an earlier version of this one; its blocks are a prefix of ours."""
+        versions = self.raw.get("versions", [])
+        return next((v for v in versions[:-1] if v["fingerprint"] == fingerprint), None)
+
     def block_sources(self, split: str) -> list[str] | None:
         """The source of each block of `split` (validation shards hold one source each), or
         None when the manifest does not record them (train, or data prepared before sources)."""

@@ -112,17 +112,27 @@ def read_audit(run_dir: Path, world: int | None = None) -> dict[int, dict]:
     return out
 
 
-def check_exactly_once(audit: dict[int, dict], num_samples: int) -> int:
-    """Every sample once per epoch: each full epoch of the stream is a permutation of the blocks,
-    and the started epoch repeats none. Returns the number of full epochs; raises AuditError."""
+def check_exactly_once(audit: dict[int, dict], num_samples: int, schedule: list[tuple[int, int]] | None = None) -> int:
+    """Every sample once per epoch: each full epoch of the stream is a permutation of its blocks,
+    and the started epoch repeats none. `schedule` [(first epoch, blocks), …]: the epoch sizes of a
+    run whose corpus grew (see sampler.py); default: every epoch has `num_samples`. Returns the
+    number of full epochs; raises AuditError."""
     stream = [i for step in sorted(audit) for i in audit[step]["stream"]]
-    full_epochs = len(stream) // num_samples
-    for epoch in range(full_epochs):
-        part = stream[epoch * num_samples : (epoch + 1) * num_samples]
-        if sorted(part) != list(range(num_samples)):
+    schedule = schedule or [(0, num_samples)]
+
+    def size_of(epoch: int) -> int:
+        return [n for first, n in schedule if first <= epoch][-1]
+
+    epoch = position = 0
+    while position + size_of(epoch) <= len(stream):
+        size = size_of(epoch)
+        part = stream[position : position + size]
+        if sorted(part) != list(range(size)):
             repeated = sorted({i for i in part if part.count(i) > 1})[:10]
-            raise AuditError(f"epoch {epoch}: not every sample exactly once (repeated: {repeated})")
-    partial = stream[full_epochs * num_samples :]
+            raise AuditError(f"epoch {epoch}: not every sample exactly once (repeated: {repeated}; {size} blocks)")
+        position += size
+        epoch += 1
+    partial = stream[position:]
     if len(set(partial)) != len(partial):
-        raise AuditError(f"epoch {full_epochs} (started): a sample repeats")
-    return full_epochs
+        raise AuditError(f"epoch {epoch} (started): a sample repeats")
+    return epoch

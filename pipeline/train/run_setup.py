@@ -68,10 +68,16 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     return requested
 
 
-def check_resume(state: dict, identity: dict, allow_data_change: bool, where: Path) -> list[str]:
+def check_resume(
+    state: dict, identity: dict, allow_data_change: bool, where: Path, grown_from: dict | None = None
+) -> list[str]:
     """Refuse a resume that cannot be exact; returns warnings for tolerated changes. A different
-    world size is not refused here: `resume_layout` decides whether the global batch can be kept."""
+    world size is not refused here: `resume_layout` decides whether the global batch can be kept.
+    `grown_from`: the checkpoint's data is an earlier version of this corpus (`prepare --append`),
+    which continues exactly (the sampler adds the new blocks from the next epoch)."""
     for key, what in (("data_fingerprint", "data manifest"), ("tokenizer_fingerprint", "tokenizer")):
+        if key == "data_fingerprint" and grown_from is not None:
+            continue
         if state[key] != identity[key] and not allow_data_change:
             raise checkpoint.CheckpointError(
                 f"{where}: the checkpoint was trained on a different {what} ({key} {state[key]} != {identity[key]}). "
@@ -83,7 +89,7 @@ def check_resume(state: dict, identity: dict, allow_data_change: bool, where: Pa
             f"change on resume)"
         )
     warnings = []
-    if state["data_fingerprint"] != identity["data_fingerprint"]:
+    if state["data_fingerprint"] != identity["data_fingerprint"] and grown_from is None:
         warnings.append("continuing on different data (--allow-data-change): the sample stream position is kept")
     if state["train_fingerprint"] != identity["train_fingerprint"]:
         warnings.append("the train config differs from the checkpoint's (new values apply from here on)")

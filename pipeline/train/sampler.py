@@ -12,6 +12,12 @@ b·G + k·(micro·world) + r·micro … + micro.
 Resuming needs only `consumed_samples` (= b·G): the position is computed, never replayed
 (the permutation of the current epoch is drawn once, cached, O(N) per epoch). The data order
 depends on (seed, consumed samples), not on the world size.
+
+A corpus that grows (`prepare --append`) keeps its earlier blocks as a prefix of the block
+numbering. The epoch in progress when a run resumes on the grown corpus finishes over the N
+blocks it started with; from the next epoch on, each epoch is a permutation of all N' blocks
+(drawn from (seed, epoch) as always). `schedule` records this: [(first epoch, blocks), …],
+saved in every checkpoint, so the stream stays a function of (seed, schedule, consumed samples).
 """
 
 from __future__ import annotations
@@ -31,10 +37,14 @@ class ResumableSampler:
         world_size: int,
         seed: int,
         consumed_samples: int = 0,
+        schedule: list[tuple[int, int]] | None = None,
     ):
         if num_samples <= 0:
             raise ValueError("ResumableSampler: the training split has no blocks")
-        self.num_samples = num_samples
+        self.schedule = [(int(e), int(n)) for e, n in schedule] if schedule else [(0, num_samples)]
+        if self.schedule[0][0] != 0 or any(n <= 0 or n > num_samples for _, n in self.schedule):
+            raise ValueError(f"ResumableSampler: bad epoch schedule {self.schedule} for {num_samples} blocks")
+        self.num_samples = num_samples  # blocks in the corpus now (the epochs of `schedule` may use fewer)
         self.micro = micro_batch_size
         self.accum = grad_accum_steps
         self.rank = rank
@@ -50,27 +60,51 @@ class ResumableSampler:
         self._perm_epoch = -1
         self._perm: np.ndarray | None = None
 
-    def permutation(self, epoch: int) -> np.ndarray:
+    def permutation(self, epoch: int, size: int) -> np.ndarray:
         if epoch != self._perm_epoch:
             rng = np.random.default_rng([self.seed, epoch])
-            self._perm = rng.permutation(self.num_samples)
+            self._perm = rng.permutation(size)
             self._perm_epoch = epoch
         return self._perm
+
+    def locate(self, position: int) -> tuple[int, int, int]:
+        """(epoch, offset in it, blocks in it) of stream position `position`."""
+        start = 0
+        for index, (first_epoch, size) in enumerate(self.schedule):
+            last = index + 1 == len(self.schedule)
+            span = None if last else (self.schedule[index + 1][0] - first_epoch) * size
+            if last or position < start + span:
+                epochs, offset = divmod(position - start, size)
+                return first_epoch + epochs, offset, size
+            start += span
+        raise AssertionError("unreachable: the last segment is open-ended")
 
     @property
     def epoch(self) -> int:
         """The epoch of the next sample to be consumed."""
-        return self.consumed_samples // self.num_samples
+        return self.locate(self.consumed_samples)[0]
+
+    def grow(self, num_samples: int) -> int:
+        """The corpus now has `num_samples` blocks (the old ones first): every epoch from the
+        next one to start uses them all. Returns that epoch."""
+        epoch, offset, size = self.locate(self.consumed_samples)
+        first = epoch + (offset > 0)
+        if self.schedule[-1][0] == first:
+            self.schedule[-1] = (first, num_samples)
+        elif self.schedule[-1][1] != num_samples:
+            self.schedule.append((first, num_samples))
+        self.num_samples = num_samples
+        self._perm_epoch = -1
+        return first
 
     def samples_at(self, start: int, count: int) -> np.ndarray:
         """Block indices of stream positions [start, start + count)."""
         out = np.empty(count, dtype=np.int64)
         filled = 0
         while filled < count:
-            position = start + filled
-            epoch, offset = divmod(position, self.num_samples)
-            take = min(count - filled, self.num_samples - offset)
-            out[filled : filled + take] = self.permutation(epoch)[offset : offset + take]
+            epoch, offset, size = self.locate(start + filled)
+            take = min(count - filled, size - offset)
+            out[filled : filled + take] = self.permutation(epoch, size)[offset : offset + take]
             filled += take
         return out
 

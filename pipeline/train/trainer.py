@@ -186,8 +186,12 @@ class Trainer:
         resume = checkpoint.resume_choice(self.ckpt_dir, self.args.resume)
         resume_state = checkpoint.read_state(resume[0] / resume[1]) if resume else None
         self.rescaled_from = None  # the checkpoint's world size when it differs from this run's
+        # the checkpoint's data is an earlier version of this corpus (`prepare --append`): continue on the grown one
+        self.grown_from = manifest.earlier_version(resume_state["data_fingerprint"]) if resume_state else None
         if resume_state is not None:
-            warnings = check_resume(resume_state, self.identity, self.args.allow_data_change, resume[0] / resume[1])
+            warnings = check_resume(
+                resume_state, self.identity, self.args.allow_data_change, resume[0] / resume[1], self.grown_from
+            )
             # the checkpoint's global batch is kept; on another world size grad accum is derived
             micro, accum = resume_layout(resume_state, cfg, world, resume[0] / resume[1])
             self.train_cfg = cfg = dataclasses.replace(cfg, micro_batch_size=micro, grad_accum_steps=accum)
@@ -268,6 +272,7 @@ class Trainer:
             world,
             cfg.seed,
             consumed_samples=self.state.consumed_samples,
+            schedule=self._epoch_schedule(resume_state),
         )
         self.flops = flops_per_token(
             n_matmul, self.hf_config.num_hidden_layers, self.hf_config.hidden_size, self.block_size
@@ -290,6 +295,14 @@ class Trainer:
             + f"; optimizer {describe_optimizer(self.engine)}"
             + (f"; checkpoint loaded in {self.load_seconds:.2f}s" if self.load_seconds is not None else "")
         )
+        if self.grown_from is not None:
+            first = self.sampler.grow(len(self.train_blocks))
+            self.log.message(
+                f"[train] the corpus grew: version {self.grown_from['version']} ({self.grown_from['train_blocks']:,} "
+                f"train blocks) → version {len(manifest.raw['versions'])} ({len(self.train_blocks):,}); the epoch in "
+                f"progress finishes over the blocks it started with, every epoch from {first} is a permutation of "
+                f"all {len(self.train_blocks):,}; held-out loss is over the grown validation split from here on"
+            )
         if self.rescaled_from:
             self.log.message(
                 f"[train] world size {self.rescaled_from} → {world}: global batch {self.global_batch} kept "
@@ -299,6 +312,16 @@ class Trainer:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         self.log.message(attention.describe(self.hf_config, self.block_size, dtype, self.device))
 
+    def _epoch_schedule(self, resume_state: dict | None) -> list | None:
+        """The sampler's epoch sizes so far (sampler.py), from the checkpoint."""
+        if resume_state is None:
+            return None
+        if self.grown_from is not None:
+            return resume_state.get("data_schedule") or [(0, self.grown_from["train_blocks"])]
+        if resume_state["data_fingerprint"] != self.identity["data_fingerprint"]:
+            return None  # --allow-data-change: the position is kept over the new blocks
+        return resume_state.get("data_schedule")
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         """The trainer's own state plus what a resume must check (saved as trainer_state.json and
@@ -307,6 +330,7 @@ class Trainer:
             **dataclasses.asdict(self.state),
             **self.identity,
             "epoch": self.sampler.epoch,
+            "data_schedule": self.sampler.schedule,  # epoch sizes of a corpus that grew
             "global_batch": self.global_batch,
             "scheduler": self.scheduler.state_dict(),
             "time": time.time(),

@@ -48,5 +48,55 @@ def test_bad_resume_position_is_refused():
 def test_seek_to_the_end_of_an_epoch_needs_no_replay():
     sampler = ResumableSampler(1000, 4, 1, 0, 1, seed=0, consumed_samples=996)
     first = sampler.next_step()[0]
-    np.testing.assert_array_equal(first, sampler.permutation(0)[996:])
+    np.testing.assert_array_equal(first, sampler.permutation(0, 1000)[996:])
     assert sampler.epoch == 1
+
+
+@pytest.mark.parametrize("resume_at", [0, 24, 30, 36, 60])  # positions: start, mid-epoch, epoch boundaries
+def test_a_grown_corpus_joins_from_the_next_epoch_and_every_epoch_is_exact(resume_at):
+    old, new, micro, world = 30, 47, 3, 2  # G = 6; 30 old blocks, 17 appended after them
+    before = ResumableSampler(old, micro, 1, 0, world, seed=5)
+    stream = []
+    while before.consumed_samples < resume_at:
+        stream += [i for rank in range(world) for i in _rank_view(before, rank)]
+    resumed = [ResumableSampler(old, micro, 1, r, world, seed=5, consumed_samples=resume_at) for r in range(world)]
+    firsts = {s.grow(new) for s in resumed}
+    # the documented rule, computed here: the epoch in progress keeps the old blocks
+    epoch, offset = divmod(resume_at, old)
+    expected_first = epoch + (offset > 0)
+    assert firsts == {expected_first}
+    # a later resume from the saved schedule continues the same stream
+    saved = resumed[0].schedule
+    for _ in range(30):
+        stream += [i for s in resumed for i in s.next_step()[0]]
+    again = ResumableSampler(
+        new, micro, 1, 0, world, seed=5, consumed_samples=resumed[0].consumed_samples, schedule=saved
+    )
+    tail = again.samples_at(resumed[0].consumed_samples - 12, 12)
+    assert tail.tolist() == stream[-12:]
+    sizes = [old] * expected_first + [new] * 20
+    position = 0
+    for size in sizes:
+        if position + size > len(stream):
+            break
+        assert sorted(stream[position : position + size]) == list(range(size)), f"epoch of {size} blocks"
+        position += size
+    assert position >= old + new
+
+
+def _rank_view(sampler: ResumableSampler, rank: int) -> list[int]:
+    """One step of `rank` from a sampler built for rank 0 (same stream, another offset)."""
+    twin = ResumableSampler(
+        sampler.num_samples,
+        sampler.micro,
+        sampler.accum,
+        rank,
+        sampler.world,
+        sampler.seed,
+        sampler.consumed_samples,
+        sampler.schedule,
+    )
+    out = twin.next_step()[0].tolist()
+    if rank == sampler.world - 1:
+        sampler.next_step()
+    return out

@@ -27,6 +27,8 @@ RECORD = np.dtype(
 DROP = np.dtype([("task", "<u4"), ("ordinal", "<u8")])
 # two source rows that must land on the same side of the split (a shared or near-identical piece)
 ROW_LINK = np.dtype([("a_file", "<u4"), ("a_row", "<u8"), ("b_file", "<u4"), ("b_row", "<u8")])
+# a row of an appended version holding a copy of an earlier version's document (version, task, ordinal)
+BASE_LINK = np.dtype([("b_file", "<u4"), ("b_row", "<u8"), ("version", "<u4"), ("task", "<u4"), ("ordinal", "<u8")])
 ROW_BITS = 40  # row_key = file << 40 | row: rows per file stay far below 2^40
 
 

@@ -1,11 +1,14 @@
 """Stage `finalize` (one task): OUT/manifest.json for training and OUT/report.json for people.
 
 Both are built from the task markers alone (no data pass), and contain no timings or host
-names, so the same inputs and config give byte-identical files.
+names, so the same inputs and config give byte-identical files. Version 1's manifest also
+lists every published appended version (pipeline/data/versions.py): publishing one re-runs
+this task.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable
 
@@ -16,6 +19,7 @@ from pipeline.data.prepare_plan import Plan
 from pipeline.data.stages import pack as pack_stage
 from pipeline.data.stages.dropped import write_dropped_samples
 from pipeline.data.stages.histogram import Histogram
+from pipeline.data.versions import combine_versions, version_summaries
 from pipeline.formats.manifest import write_manifest
 from pipeline.formats.packed_shards import token_dtype
 
@@ -154,7 +158,11 @@ def build_manifest(plan: Plan, report: dict, pack: list[dict], tokenizer: dict, 
         "dtype": token_dtype(tokenizer["vocab_size"]).name,
         "vocab_size": tokenizer["vocab_size"],
         "special_ids": tokenizer["special_ids"],
-        "tokenizer": {"path": "tokenizer", "fingerprint": tokenizer["fingerprint"]},
+        # an appended version's own manifest points at version 1's tokenizer (../../tokenizer)
+        "tokenizer": {
+            "path": os.path.relpath(plan.tokenizer_dir, plan.output),
+            "fingerprint": tokenizer["fingerprint"],
+        },
         "splits": splits,
         "documents": document_files(plan),
         "samples": samples,  # OUT/dropped/*.jsonl.zst, for `verify`
@@ -178,8 +186,14 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     pack = [read_marker(plan, "pack", task) for task in range(pack_stage.count_tasks(plan))]  # read once, used twice
     report = build_report(plan, tokenizer["vocab_size"], pack)
     report["dropped_samples"], sample_files = write_dropped_samples(plan)
+    own = build_manifest(plan, report, pack, tokenizer, sample_files)
+    if plan.version == 1:  # OUT/manifest.json lists every published appended version too
+        appended = version_summaries(plan)
+        if appended:
+            report["appended_versions"] = appended
+        own = combine_versions(plan, own, report)
     write_json_atomically(plan.output / "report.json", report)
-    manifest = write_manifest(plan.output, build_manifest(plan, report, pack, tokenizer, sample_files))
+    manifest = write_manifest(plan.output, own)
     progress(1)
     return {"fingerprint": manifest.fingerprint}
 

@@ -9,13 +9,17 @@ validation. So the unit of the split is a *group* of rows:
   or by a near-duplicate pair (near_reduce's verified edges, when near dedup is on) are one
   group (union-find; the group's first row in global order (file, row) names it).
 
+- an appended version (`prepare --append`): a row holding a copy of an earlier version's
+  document takes that document's draw, and so does its whole group (the earlier split is final).
+
 A row's draw is its first piece's split draw (the text hash, so identical single-piece rows
 draw alike); a group's draw is its first row's. Every document takes its group's draw.
 
 Outputs: work/groups/rows.npy — (row key, draw) of every row in a group of two or more,
 sorted by key; rows absent from it are alone. The marker carries the validation threshold,
 computed here over the draws of the documents that survive dedup (with multiplicity, so at
-least `min_validation_documents` are held out), so every split task uses the same number.
+least `min_validation_documents` are held out), so every split task uses the same number; an
+appended version reuses version 1's threshold.
 It also carries the duplicate and near-duplicate examples chosen for OUT/dropped/
 (positions only: the split tasks, which read every document anyway, fetch their texts).
 """
@@ -31,9 +35,9 @@ from pipeline.data.executor import Stage, read_marker
 from pipeline.data.minhash import first_of_component
 from pipeline.data.prepare_plan import Plan
 from pipeline.data.samples import smallest_per_group
-from pipeline.data.stages.buckets import DROP, RECORD, ROW_LINK, load_array, row_key, save_array, split_draw
+from pipeline.data.stages.buckets import BASE_LINK, DROP, RECORD, ROW_LINK, load_array, row_key, save_array, split_draw
 from pipeline.data.stages.clean import bucket_path
-from pipeline.data.stages.dedup import drop_path, links_path
+from pipeline.data.stages.dedup import base_links_path, drop_path, links_path
 from pipeline.data.stages.near_dedup import EDGE, drops_path, edges_path
 
 DRAW_RANGE = 1 << 64
@@ -108,11 +112,38 @@ def all_drops(plan: Plan) -> np.ndarray:
     return drops
 
 
+def _earlier_anchors(plan: Plan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An appended version: (row key, rank, draw) of each own row that holds a copy of an
+    earlier version's document, one per row: the earliest such document (by version, task,
+    ordinal — the global order), with the draw that document's split used. Empty for version 1."""
+    empty = np.zeros(0, dtype=np.uint64)
+    if plan.version == 1:
+        return empty, empty, empty
+    links = np.concatenate([load_array(base_links_path(plan, b), BASE_LINK) for b in range(plan.num_buckets)])
+    if not len(links):
+        return empty, empty, empty
+    draws = np.zeros(len(links), dtype=np.uint64)
+    bases = plan.base_plans()
+    for version in np.unique(links["version"]):
+        base = bases[int(version) - 1]
+        groups = load_groups(base)
+        for task in np.unique(links["task"][links["version"] == version]):
+            chosen = (links["version"] == version) & (links["task"] == task)
+            draws[chosen] = TaskDocuments(base, int(task)).draws(groups)[links["ordinal"][chosen].astype(np.int64)]
+    rank = np.empty(len(links), dtype=np.uint64)
+    rank[np.lexsort((links["ordinal"], links["task"], links["version"]))] = np.arange(len(links), dtype=np.uint64)
+    keys = row_key(links["b_file"], links["b_row"])
+    order = np.lexsort((rank, keys))
+    first = order[np.r_[True, keys[order][1:] != keys[order][:-1]]]
+    return keys[first], rank[first], draws[first]
+
+
 def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     a, b = _row_links(plan)
-    nodes, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+    anchor_keys, anchor_rank, anchor_draw = _earlier_anchors(plan)
+    nodes, inverse = np.unique(np.concatenate([a, b, anchor_keys]), return_inverse=True)
     inverse = inverse.reshape(-1)
-    labels = first_of_component(len(nodes), inverse[: len(a)], inverse[len(a) :])
+    labels = first_of_component(len(nodes), inverse[: len(a)], inverse[len(a) : len(a) + len(b)])
     label_keys = nodes[labels]  # node keys are sorted: the label is the group's first row
 
     # the draw of each group's first row: its first piece's, found in the clean tasks' records
@@ -128,6 +159,16 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     groups = np.zeros(len(nodes), dtype=GROUP_ROW)
     groups["key"] = nodes
     groups["draw"] = found[np.searchsorted(wanted, label_keys)] if len(nodes) else np.zeros(0, dtype=np.uint64)
+    if len(anchor_keys):
+        # a group holding a copy of an earlier version's text takes that document's side: the
+        # earlier version's split is final (the earliest such document, when there are several)
+        anchored = labels[inverse[len(a) + len(b) :]]
+        order = np.lexsort((anchor_rank, anchored))
+        first = order[np.r_[True, anchored[order][1:] != anchored[order][:-1]]]
+        side = np.full(len(nodes), -1, dtype=np.int64)
+        side[anchored[first]] = first
+        member_side = side[labels]
+        groups["draw"][member_side >= 0] = anchor_draw[member_side[member_side >= 0]]
     save_array(groups_path(plan), groups)
 
     # the threshold: over the documents that survive dedup, each with its group's draw
@@ -146,7 +187,9 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
         progress(docs.count)
     threshold = int(cfg.validation_fraction * DRAW_RANGE)
     wanted_docs = min(cfg.min_validation_documents, int(survivors * cfg.max_validation_share))
-    if wanted_docs > 0 and len(smallest) >= wanted_docs and int(smallest[wanted_docs - 1]) >= threshold:
+    if plan.fixed_threshold is not None:  # an appended version: version 1's threshold, so one rule for all
+        threshold = plan.fixed_threshold
+    elif wanted_docs > 0 and len(smallest) >= wanted_docs and int(smallest[wanted_docs - 1]) >= threshold:
         threshold = int(smallest[wanted_docs - 1]) + 1
     return {
         "samples": chosen_samples(plan),

@@ -1,12 +1,13 @@
 """Stage `tokenizer` (one task, after the split): train sentencepiece on a bounded sample of
-the train documents — or take a given pre-trained tokenizer directory — into OUT/tokenizer."""
+the train documents — or take a given pre-trained tokenizer directory — into OUT/tokenizer.
+An appended version (`prepare --append`) adopts version 1's tokenizer and writes nothing."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.data.executor import Stage
+from pipeline.data.executor import Stage, read_marker
 from pipeline.data.prepare_plan import Plan
 from pipeline.data.stages.clean import require_rows
 from pipeline.data.stages.split import split_path
@@ -15,6 +16,9 @@ from tokenizer import install_pretrained_tokenizer, train_tokenizer, write_train
 
 def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     require_rows(plan)
+    if plan.version > 1:  # an appended version encodes with the tokenizer of version 1, unchanged
+        progress(1)
+        return {**read_marker(plan.base_plans()[0], "tokenizer", 0), "adopted_from": str(plan.tokenizer_dir)}
     config = plan.config.tokenizer
     if config.pretrained:
         info: dict = {
