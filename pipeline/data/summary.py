@@ -47,7 +47,8 @@ def format_summary(
             + ", ".join(f"{name} {s:.1f}s" for name, s in seconds.items())
             + (f"; total {wall:.1f}s" if wall else "")
         )
+    tokenizer = " tokenizer/," if (output / "tokenizer").is_dir() else ""  # an appended version uses version 1's
     lines += [
-        f"Output      {output}/manifest.json, report.json, tokenizer/, train/*.arrow, validation/*.arrow",
+        f"Output      {output}/manifest.json, report.json,{tokenizer} train/*.arrow, validation/*.arrow",
     ]
     return "\n".join(lines)

@@ -138,6 +138,23 @@ def render_data_report(output_dir: str | Path) -> dict[str, Any]:
             f"| {s['validation_tokens']:,} |"
             for name, s in sources.items()
         ]
+    appended = report.get("appended_versions") or []
+    if appended:
+        lines += [
+            "",
+            "The table above is version 1. Versions added since by `prepare --append` (each folder has its own "
+            "report.md; duplicates include copies of an earlier version's text):",
+            "",
+            "| version | folder | files | rows read | documents | duplicates | train docs | validation docs | "
+            "tokens in blocks |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {v['version']} | `{v['folder']}` | {v['files']:,} | {v['rows_read']:,} | {v['documents']:,} | "
+            f"{v['duplicates']:,} | {v['train_documents']:,} | {v['validation_documents']:,} | "
+            f"{v['tokens_in_blocks']:,} |"
+            for v in appended
+        ]
     errors = report.get("errors") or []
     if errors:
         lines += ["", f"Files with problems ({len(errors)}):", ""]

@@ -170,6 +170,11 @@ def test_the_earlier_version_is_untouched_and_the_same_append_is_a_no_op(version
     assert paths[: len(old["splits"]["train"]["shards"])] == [s["path"] for s in old["splits"]["train"]["shards"]]
     assert all(p.startswith("appends/0002/") for p in paths[len(old["splits"]["train"]["shards"]) :])
     assert run_pipeline("verify", "--output", str(grown)).returncode == 0
+    # report.md: version 1's table, then one row per appended version (6 files arrived late)
+    run_pipeline("report", "--output", str(grown))
+    late_files = len(list(versions["corpus"].glob("science_tech/*.csv*"))) + 1
+    assert late_files == 6
+    assert f"| 2 | `appends/0002` | {late_files} |" in (grown / "report.md").read_text(encoding="utf-8")
 
 
 def test_append_refuses_a_changed_file_and_config_overrides(versions, tmp_path):
