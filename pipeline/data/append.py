@@ -21,11 +21,12 @@ says what differs otherwise. Running the same append again finds no new file: a 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.data.executor import marker_path, read_marker, run_one_task
+from pipeline.data.executor import is_done, marker_path, read_marker, run_one_task
 from pipeline.data.prepare_plan import (
     InputFile,
     Plan,
@@ -55,7 +56,7 @@ def create_append_plan(
     every matching file is already in an earlier version."""
     root = Path(root)
     root_plan = Plan.load(root)
-    if not (root / "manifest.json").is_file() or not marker_path(root_plan, "finalize", 0).is_file():
+    if not (root / "manifest.json").is_file():
         raise PlanError(f"{root}: not a finished preparation (no manifest.json) — run `prepare` on it first")
     if root_plan.config.dedup.near.enabled:
         raise PlanError(
@@ -63,6 +64,7 @@ def create_append_plan(
             "versions but cannot yet find near duplicates across them — prepare all files in one run instead"
         )
     appended = published_appends(root)
+    _publish_unlisted(root_plan, appended)
     known = _known_inputs(root_plan, appended)
     files, ignored = expand_inputs(patterns)
     new = []
@@ -107,6 +109,16 @@ def create_append_plan(
     plan.output_lock = open_output(plan, force)
     plan.root_lock = root_plan.output_lock  # held for this plan's life
     return plan
+
+
+def _publish_unlisted(root_plan: Plan, appended: list[Plan]) -> None:
+    """A kill after a version was finished but before the manifest listed it: publish it now."""
+    listed = json.loads((root_plan.output / "manifest.json").read_text(encoding="utf-8")).get("versions") or [{}]
+    if appended and (len(listed) < 1 + len(appended) or not is_done(root_plan, "finalize", 0)):
+        print(
+            f"{root_plan.output}: version {appended[-1].version} is prepared but not yet in manifest.json: publishing it"
+        )
+        publish(appended[-1])
 
 
 def publish(plan: Plan) -> None:

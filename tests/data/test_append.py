@@ -160,7 +160,15 @@ def test_the_earlier_version_is_untouched_and_the_same_append_is_a_no_op(version
             continue  # version 1's finalize lists the new version; its work files are only read
         assert (grown / relative).read_bytes() == data, f"{relative} changed"
     again = prepare(versions["corpus"], grown, "--append")
-    assert "nothing to do" in again.stdout
+    assert "nothing to do" in again.stdout and "publishing" not in again.stdout
+    # killed while publishing (version 1's finalize marker gone, the manifest still version 1's):
+    # the next append publishes the finished version first
+    published = (grown / "manifest.json").read_bytes()
+    (grown / "work" / "markers" / "finalize" / "00000.json").unlink()
+    (grown / "manifest.json").write_bytes(before[Path("manifest.json")])
+    resumed = prepare(versions["corpus"], grown, "--append")
+    assert "version 2 is prepared but not yet in manifest.json: publishing it" in resumed.stdout, resumed.stdout
+    assert (grown / "manifest.json").read_bytes() == published
     manifest = load_manifest(grown)
     old = json.loads(before[Path("manifest.json")])
     assert [v["version"] for v in manifest.raw["versions"]] == [1, 2]
