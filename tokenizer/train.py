@@ -22,6 +22,7 @@ from pipeline.core.typed_config import to_dict
 from tokenizer.hf import read_model_proto, write_hf_files
 from tokenizer.load import MODEL_FILE, TokenizerDirError, tokenizer_info, validate_tokenizer_dir
 from tokenizer.tokenizer_config import SPECIAL_IDS, SPECIAL_TOKENS, TokenizerConfig
+from tokenizer.validation_cache import validate_once
 
 # Characters that always get a piece of their own, whatever the sample:
 # - "▁" (sentencepiece's escaped space): without it a sample with no spaces gives a model that
@@ -155,9 +156,10 @@ def train_tokenizer(sample_path: Path, out_dir: Path, config: TokenizerConfig) -
 
 
 def install_pretrained_tokenizer(source: Path, out_dir: Path) -> dict:
-    """Validate a given tokenizer directory and copy it to `out_dir` (atomically)."""
+    """Validate a given tokenizer directory (once per content: validation_cache.py) and copy it to
+    `out_dir` (atomically)."""
     source, out_dir = Path(source), Path(out_dir)
-    validate_tokenizer_dir(source)
+    validate_once(source)
     tmp = _fresh_temporary_dir(out_dir)
     try:
         shutil.rmtree(tmp)

@@ -8,8 +8,11 @@ errors for impossible vocab sizes and for unusable pretrained directories.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -272,6 +275,41 @@ def test_pretrained_directory_is_validated_and_installed(trained, tmp_path):
     installed = install_pretrained_tokenizer(directory, tmp_path / "out" / "tokenizer")
     assert installed == info
     validate_tokenizer_dir(tmp_path / "out" / "tokenizer")
+
+
+INSTALL_AND_REPORT = """
+import sys
+from tokenizer import install_pretrained_tokenizer
+install_pretrained_tokenizer(sys.argv[1], sys.argv[2])
+print("transformers imported" if "transformers" in sys.modules else "transformers not imported")
+"""
+
+
+def test_a_given_tokenizer_is_validated_once_per_content(trained, tmp_path):
+    """The check (transformers against sentencepiece) runs for a directory's first install and
+    for any changed byte; a repeat install of the same files skips it (no transformers import)."""
+    directory, _, _ = trained
+    env = {**os.environ, "ZH_PRETRAIN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+
+    def install(source: Path, name: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", INSTALL_AND_REPORT, str(source), str(tmp_path / name)],
+            capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[2],
+        )  # fmt: skip
+
+    first, second = install(directory, "a"), install(directory, "b")
+    assert first.stdout.strip() == "transformers imported", first.stderr[-2000:]
+    assert second.stdout.strip() == "transformers not imported", second.stderr[-2000:]
+    # a changed byte in a file the check reads: checked again; a broken file fails every time
+    changed = _broken_copy(directory, tmp_path / "changed")
+    config = json.loads((changed / "tokenizer_config.json").read_text(encoding="utf-8"))
+    (changed / "tokenizer_config.json").write_text(json.dumps({**config, "note": "edited"}), encoding="utf-8")
+    assert install(changed, "e").stdout.strip() == "transformers imported"
+    (changed / "tokenizer_config.json").write_text("{", encoding="utf-8")
+    refused = install(changed, "c")
+    assert refused.returncode != 0 and "tokenizer_config.json: not valid JSON" in refused.stderr, refused.stderr[-2000:]
+    assert install(changed, "d").returncode != 0  # a failure is never remembered
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
 
 
 def _broken_copy(source: Path, target: Path) -> Path:
