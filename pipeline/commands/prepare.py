@@ -17,7 +17,7 @@ from pipeline.core.atomic import write_json_atomically
 from pipeline.data.append import create_append_plan, publish
 from pipeline.data.executor import run_stage_locally
 from pipeline.data.prepare_plan import Plan, PlanError
-from pipeline.data.stages import STAGES
+from pipeline.data.stages import STAGES, pack
 from pipeline.data.stages.clean import require_rows
 from pipeline.data.summary import format_summary
 from pipeline.formats.manifest import load_manifest
@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_plan_arguments(parser)
     parser.add_argument("--workers", "-w", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="sentencepiece threads per pack task (when a task owns more than one core; the shards are the same)",
+    )
     parser.add_argument("--timings", metavar="FILE", help="also write per-stage seconds as JSON (benchmarks)")
     parser.add_argument(
         "--append",
@@ -58,6 +64,7 @@ def _append_plan(args: argparse.Namespace) -> Plan | None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.monotonic()
+    pack.encode_threads = max(1, args.threads)  # the forked workers inherit it
     plan = _append_plan(args) if args.append else plan_from_arguments(args)
     if plan is None:
         return 0

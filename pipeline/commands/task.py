@@ -15,7 +15,7 @@ import sys
 
 from pipeline.data.executor import run_one_task
 from pipeline.data.prepare_plan import Plan
-from pipeline.data.stages import STAGE_NAMES, get_stage
+from pipeline.data.stages import STAGE_NAMES, get_stage, pack
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task-id", type=int, default=None, help="default: $SLURM_ARRAY_TASK_ID")
     parser.add_argument(
         "--no-wait", action="store_true", help="exit 4 if the task is running elsewhere, instead of waiting for it"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="sentencepiece threads per pack task (when a task owns more than one core; the shards are the same)",
     )
 
 
@@ -34,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
             print("error: give --task-id (or run inside a SLURM array job)", file=sys.stderr)
             return 2
         task_id = int(os.environ["SLURM_ARRAY_TASK_ID"])
+    pack.encode_threads = max(1, args.threads)
     plan = Plan.load(args.output)
     plan.hold_output_lock()
     stage = get_stage(args.stage)

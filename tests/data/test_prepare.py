@@ -221,11 +221,14 @@ def test_status_and_single_tasks(prepared):
 
 
 def test_a_given_tokenizer_replaces_training(corpus, prepared, tmp_path):
+    """… and 2 encode threads per pack task give the same shards as 1 (the `prepared` run)."""
     output = tmp_path / "out"
-    run_pipeline(*prepare_args(corpus, output), "--tokenizer", str(prepared / "tokenizer"))
+    run_pipeline(*prepare_args(corpus, output), "--tokenizer", str(prepared / "tokenizer"), "--threads", "2")
     given, trained = load_manifest(output), load_manifest(prepared)
     assert given.tokenizer_fingerprint == trained.tokenizer_fingerprint
-    assert [s.sha256 for s in given.shards("train")] == [s.sha256 for s in trained.shards("train")]
+    for split in ("train", "validation"):
+        assert [s.sha256 for s in given.shards(split)] == [s.sha256 for s in trained.shards(split)]
+    assert given.fingerprint == trained.fingerprint
 
 
 def test_nothing_readable_fails_clearly(tmp_path):

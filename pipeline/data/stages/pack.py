@@ -133,10 +133,15 @@ class ShardSequence:
         return self.shards
 
 
+# Threads per encode call (`prepare --threads`, `task --threads`): for a task that owns more than
+# one core. Not in the plan: sentencepiece's ids do not depend on it, so neither do the shards.
+encode_threads = 1
+
+
 def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     cfg = plan.config.pack
     split, files, prefix, validation_source = task_split(plan, task_id)
-    tokenizer = SentencePieceTokenizer.load(plan.tokenizer_dir)
+    tokenizer = SentencePieceTokenizer.load(plan.tokenizer_dir, num_threads=encode_threads)
     dtype = token_dtype(tokenizer.vocab_size)
     eos = np.array([tokenizer.eos_id], dtype=dtype)
     cutter = BlockCutter(cfg.block_size, dtype)
