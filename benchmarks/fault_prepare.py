@@ -6,7 +6,9 @@ with random timing; prints a case × outcome table (the one in docs/faults.md).
 Cases: kill -9 of the whole process group and of the parent only, a random moment (0–0.6 s)
 after each stage started, then an immediate re-run; two `prepare` runs started together on one
 output; a file size limit (RLIMIT_FSIZE) in the middle of a shard; a marker or a shard deleted
-or truncated after the fact. The SLURM case (requeued array task beside a stale copy) needs
+or truncated after the fact; `prepare --append` killed (group or parent) in every stage of the
+new version, each kill followed at once by the next run, compared with an uninterrupted append
+(its version-1 folder is prepared from all sources but the last). The SLURM case (requeued array task beside a stale copy) needs
 the cluster fixture and runs in tests/faults/test_slurm_stale_task.py only.
 
 Outcomes: `identical` (byte-identical to an uninterrupted run), `clear-error, then identical`
@@ -31,12 +33,24 @@ sys.path.insert(0, str(REPO))
 
 from tests.faults.prepare_harness import (  # noqa: E402
     STAGES,
+    case_append_killed,
     case_damaged,
     case_disk_full,
     case_kill,
     case_two_at_once,
+    make_append_setup,
     make_setup,
 )
+
+_append_setups: dict = {}
+
+
+def _append_case(setup, work: Path, rng: random.Random, mode: str) -> str:
+    """`prepare --append` killed in every stage; its version-1 folder and reference are made once."""
+    if "setup" not in _append_setups:
+        _append_setups["setup"] = make_append_setup(setup, setup.reference.parent / "append")
+    outcome = case_append_killed(setup, _append_setups["setup"], work, mode, rng)
+    return "identical (some kills missed the stage)" if outcome.startswith("identical (") else outcome
 
 
 def all_cases() -> dict:
@@ -44,6 +58,8 @@ def all_cases() -> dict:
     for mode in ("group", "parent"):
         for stage in STAGES:
             cases[f"kill-{mode}-{stage}"] = lambda s, w, r, mode=mode, stage=stage: case_kill(s, w, stage, mode, r)
+    for mode in ("group", "parent"):
+        cases[f"append-{mode}-every-stage"] = lambda s, w, r, mode=mode: _append_case(s, w, r, mode)
     cases["two-at-once"] = case_two_at_once
     cases["disk-full-mid-shard"] = case_disk_full
     for what in ("marker", "shard"):

@@ -40,7 +40,7 @@ class Setup:
     reference: Path  # an uninterrupted run
 
 
-def prepare_command(setup: Setup, output: Path, workers: int = 2) -> list[str]:
+def prepare_command(setup: Setup, output: Path, workers: int = 2, pattern: str = "**/*.csv*") -> list[str]:
     given = ["--tokenizer", str(setup.tokenizer)] if setup.tokenizer.is_dir() else []  # not yet: train one
     return [
         sys.executable,
@@ -48,7 +48,7 @@ def prepare_command(setup: Setup, output: Path, workers: int = 2) -> list[str]:
         "pipeline",
         "prepare",
         "--input",
-        f"{setup.corpus}/**/*.csv*",
+        f"{setup.corpus}/{pattern}",
         "--output",
         str(output),
         "--workers",
@@ -59,6 +59,34 @@ def prepare_command(setup: Setup, output: Path, workers: int = 2) -> list[str]:
         "--quiet",
         *FAULT_SETTINGS,
     ]
+
+
+# `prepare --append`: version 1 is every source but the last in name order, the append adds it
+VERSION_1_PATTERN = "[!s]*/**/*.csv*"  # the generated corpus: history_wiki, news_2019 | science_tech
+
+
+def append_command(setup: Setup, output: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "pipeline", "prepare", "--append", "--input", f"{setup.corpus}/**/*.csv*",
+        "--output", str(output), "--workers", "2", "--num-tasks", NUM_TASKS, "--quiet",
+    ]  # fmt: skip
+
+
+@dataclass
+class AppendSetup:
+    version_1: Path  # prepared from VERSION_1_PATTERN, never appended to (copied for each case)
+    reference: Path  # a copy of it with an uninterrupted append
+
+
+def make_append_setup(setup: Setup, root: Path) -> AppendSetup:
+    version_1 = root / "version-1"
+    done = run(prepare_command(setup, version_1, pattern=VERSION_1_PATTERN))
+    assert done.returncode == 0, done.stderr
+    reference = root / "appended"
+    shutil.copytree(version_1, reference)
+    appended = run(append_command(setup, reference))
+    assert appended.returncode == 0 and "published version 2" in appended.stdout, appended.stderr
+    return AppendSetup(version_1=version_1, reference=reference)
 
 
 def environment() -> dict[str, str]:
@@ -243,6 +271,34 @@ def case_kill_every_stage(setup: Setup, work: Path, mode: str, rng: random.Rando
         if problem:
             missed.append(stage)
     outcome = rerun(setup, output)
+    return outcome + (f" (kills missed: {missed})" if missed else "")
+
+
+def case_append_killed(setup: Setup, appends: AppendSetup, work: Path, mode: str, rng: random.Random) -> str:
+    """`prepare --append` killed (`mode`) once at a random moment in every stage of the new
+    version, each kill followed at once by the next run, then a final run: the whole folder
+    (version 1, the new version, the published manifest) byte-identical to an uninterrupted append."""
+    output = work / f"append-{mode}"
+    shutil.copytree(appends.version_1, output)
+    missed = []
+    for stage in STAGES:
+        process = start(append_command(setup, output))
+        reached = wait_for_stage(output / "appends" / "0002", stage, process)
+        time.sleep(rng.uniform(0.0, 0.6))
+        landed = kill(process, mode)
+        orphans = session_members(process.pid, dying=False)
+        for pid in wait_gone(process.pid):
+            os.kill(pid, signal.SIGKILL)
+        process.communicate()
+        if orphans:
+            return f"CORRUPT orphans {orphans} outlived the parent (stage {stage})"
+        if not (reached and landed):
+            missed.append(stage)
+    result = run(append_command(setup, output))
+    if result.returncode != 0:
+        return f"CORRUPT rerun exited {result.returncode}: {result.stderr.strip()[-300:]}"
+    diff = differences(output, appends.reference)
+    outcome = "identical" if not diff else f"CORRUPT {len(diff)} file(s): {'; '.join(diff[:4])}"
     return outcome + (f" (kills missed: {missed})" if missed else "")
 
 

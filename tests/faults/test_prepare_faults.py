@@ -10,11 +10,14 @@ import random
 import pytest
 
 from tests.faults.prepare_harness import (
+    AppendSetup,
     Setup,
+    case_append_killed,
     case_damaged,
     case_disk_full,
     case_kill_every_stage,
     case_two_at_once,
+    make_append_setup,
     new_seed,
 )
 
@@ -59,3 +62,16 @@ def test_a_damaged_marker_or_shard_is_redone(setup, tmp_path, seeded, what, how)
     seed, rng = seeded
     outcome = case_damaged(setup, tmp_path, what, how, rng)
     assert outcome == "identical", f"FAULT_SEED={seed}: {outcome}"
+
+
+@pytest.fixture(scope="module")
+def append_setup(fault_setup, tmp_path_factory) -> AppendSetup:
+    return make_append_setup(fault_setup, tmp_path_factory.mktemp("append"))
+
+
+def test_append_killed_in_every_stage_then_rerun(setup, append_setup, tmp_path, seeded):
+    """`prepare --append` under kill -9 (the whole group or the parent alone, chosen by the seed)."""
+    seed, rng = seeded
+    mode = rng.choice(["group", "parent"])
+    outcome = case_append_killed(setup, append_setup, tmp_path, mode, rng)
+    assert outcome.startswith("identical"), f"FAULT_SEED={seed} ({mode}): {outcome}"

@@ -18,7 +18,7 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     require_rows(plan)
     if plan.version > 1:  # an appended version encodes with the tokenizer of version 1, unchanged
         progress(1)
-        return {**read_marker(plan.base_plans()[0], "tokenizer", 0), "adopted_from": str(plan.tokenizer_dir)}
+        return {**read_marker(plan.base_plans()[0], "tokenizer", 0), "adopted_from": "version 1"}
     config = plan.config.tokenizer
     if config.pretrained:
         info: dict = {
