@@ -62,9 +62,11 @@ def _matches(rule: str, relative: str) -> bool:
 
 
 def resolve_sources(
-    paths: Sequence[str], root: str, mixture: Mapping[str, float]
+    paths: Sequence[str], root: str, mixture: Mapping[str, float], every_rule_used: bool = True
 ) -> tuple[list[str], dict[str, float]]:
-    """(source name of each path, weight of each source). Raises MixtureError naming the key."""
+    """(source name of each path, weight of each source). Raises MixtureError naming the key.
+    `every_rule_used`: a rule matching none of `paths` is an error (a typo) — except for the new
+    files of `prepare --append`, which need not include every source of the corpus."""
     for key, weight in mixture.items():
         if not (isinstance(weight, (int, float)) and math.isfinite(weight) and 0 < weight <= MAX_WEIGHT):
             raise MixtureError(f"mixture.{key}: weight must be in (0, {MAX_WEIGHT:g}], got {weight!r}")
@@ -84,7 +86,7 @@ def resolve_sources(
             folder = os.path.dirname(relative)
             sources.append(folder or ".")
     unused = [key for key in mixture if key not in used]
-    if unused:
+    if unused and every_rule_used:
         raise MixtureError(
             f"mixture.{unused[0]}: matches no input file under {root} (sources there: "
             f"{', '.join(sorted(set(sources))[:8])})"

@@ -88,7 +88,12 @@ class Plan:
     def _resolved(self) -> tuple[list[str], dict[str, float]]:
         if self._sources is None:
             try:
-                self._sources = resolve_sources([f.path for f in self.inputs], self.input_root, self.config.mixture)
+                self._sources = resolve_sources(
+                    [f.path for f in self.inputs],
+                    self.input_root,
+                    self.config.mixture,
+                    every_rule_used=self.version == 1,
+                )
             except MixtureError as exc:
                 raise PlanError(str(exc)) from None
         return self._sources

@@ -185,6 +185,20 @@ def test_the_earlier_version_is_untouched_and_the_same_append_is_a_no_op(version
     assert f"| 2 | `appends/0002` | {late_files} |" in (grown / "report.md").read_text(encoding="utf-8")
 
 
+def test_mixture_weights_carry_over_to_new_files(versions, tmp_path):
+    """Version 1 weighs history_wiki 2×; the appended files (other sources) need no rule of their
+    own and must not trip over version 1's: new sources weigh 1, as in a one-run preparation."""
+    corpus, output = versions["corpus"], tmp_path / "weighted"
+    tokenizer = str(versions["grown"] / "tokenizer")
+    first = ["prepare", "--input", f"{corpus}/[!sz]*/**/*.csv*", "--output", str(output), "--quiet"]
+    run_pipeline(*first, *OVERRIDES, "mixture.history_wiki=2.0", "--tokenizer", tokenizer)
+    appended = prepare(corpus, output, "--append")
+    assert "published version 2" in appended.stdout
+    sources = load_manifest(output).raw["sources"]
+    assert sources["history_wiki"]["weight"] == 2.0 and sources["zz_late"]["weight"] == 1.0
+    assert sources["zz_late"]["train_weighted_tokens"] == sources["zz_late"]["train_tokens"] > 0
+
+
 def test_append_refuses_a_changed_file_and_config_overrides(versions, tmp_path):
     corpus = versions["corpus"]
     refused = prepare(corpus, versions["grown"], "--append", "clean.min_chars=3", check=False)
