@@ -14,12 +14,14 @@ import deepspeed
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from pipeline.train import distributed  # noqa: E402
 from tests.helpers.tiny_lm import tiny_gpt2  # noqa: E402
 
 
 def main() -> None:
     run_dir, tokenizer_dir, stage = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-    deepspeed.init_distributed(dist_backend="gloo")
+    # the trainer's own init: gloo on CPU, and no ~60 s JIT build of DeepSpeed's shm op
+    distributed.init(distributed.detect())
     rank = torch.distributed.get_rank()
     model = tiny_gpt2(vocab_size=600, positions=64, seed=0)
     if rank == 0:
