@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import re
 import sys
 
 import pytest
@@ -198,6 +200,19 @@ def test_long_run_found_at_any_offset():
         text = "正常" * 10 + "x" * prefix + "嗯" * 9 + "结束语句很正常"
         assert cleaner.drop_reason(text) == "repetitive_chars", prefix
         assert cleaner.drop_reason(text.replace("嗯" * 9, "嗯" * 8)) is None, prefix
+
+
+def test_long_run_pre_check_agrees_with_the_rule_on_random_texts():
+    # The rule's definition, on the whole text: a letter or Han character repeated more than
+    # max_char_run times. The sampled pre-check must never change the answer.
+    rng = random.Random(5)
+    alphabet = "哈啊好的aZ1 。!-"
+    for run in (1, 2, 3, 5, 8, 11):
+        cleaner = Cleaner(CleanConfig(max_char_run=run, max_top_char_share=None))
+        definition = re.compile(rf"([^\W\d_])\1{{{run},}}")
+        for _ in range(400):
+            text = "".join(rng.choice(alphabet) * rng.randint(1, run + 3) for _ in range(rng.randint(1, 12)))
+            assert cleaner._has_long_run(text) == (definition.search(text) is not None), (run, text)
 
 
 # --- the document interface -------------------------------------------------------------
