@@ -131,7 +131,7 @@ class Launch:
             children = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
-        return [p for p in children if "pretrain.py" in " ".join(p.cmdline())]
+        return [p for p in children if _is_live_rank(p)]
 
     def wait(self, timeout: float = 300) -> int:
         try:
@@ -145,6 +145,15 @@ class Launch:
         sessions of their own, a killpg of the launcher's group would miss them)."""
         kill_tree(self.proc.pid)
         self.proc.wait()
+
+
+def _is_live_rank(process) -> bool:
+    import psutil
+
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE and "pretrain.py" in " ".join(process.cmdline())
+    except psutil.Error:  # it exited (or is a zombie) since children() listed it: not a live rank
+        return False
 
 
 def steps_logged(run: Path) -> int:
