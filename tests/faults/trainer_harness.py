@@ -37,6 +37,7 @@ from pipeline.train.hooks import ENV_SAVE_PAUSE_S, ENV_SIGNAL_AT_STEP
 from tests.helpers.train_fixtures import (
     REPO,
     kill_tree,
+    live_ranks,
     make_packed_data,
     read_jsonl,
     train_command,
@@ -125,13 +126,7 @@ class Launch:
         return self.log.read_text(errors="replace")
 
     def ranks(self) -> list:
-        import psutil
-
-        try:
-            children = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-        return [p for p in children if _is_live_rank(p)]
+        return live_ranks(self.proc.pid)
 
     def wait(self, timeout: float = 300) -> int:
         try:
@@ -145,15 +140,6 @@ class Launch:
         sessions of their own, a killpg of the launcher's group would miss them)."""
         kill_tree(self.proc.pid)
         self.proc.wait()
-
-
-def _is_live_rank(process) -> bool:
-    import psutil
-
-    try:
-        return process.status() != psutil.STATUS_ZOMBIE and "pretrain.py" in " ".join(process.cmdline())
-    except psutil.Error:  # it exited (or is a zombie) since children() listed it: not a live rank
-        return False
 
 
 def steps_logged(run: Path) -> int:

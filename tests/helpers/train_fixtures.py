@@ -230,6 +230,25 @@ def audit_steps(run: Path, world: int = 2) -> dict[int, dict]:
     return read_audit(Path(run), world)
 
 
+def live_ranks(pid: int) -> list:
+    """The trainer ranks (`pretrain.py` processes) under launcher `pid` that still run. A rank
+    that died but is not reaped yet is a zombie: psutil cannot read its command line, and it is
+    not running, so it is left out rather than raising."""
+    import psutil
+
+    def is_live_rank(process) -> bool:
+        try:
+            return process.status() != psutil.STATUS_ZOMBIE and "pretrain.py" in " ".join(process.cmdline())
+        except psutil.Error:  # it exited (or became a zombie) since children() listed it
+            return False
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [p for p in children if is_live_rank(p)]
+
+
 def kill_tree(pid: int) -> None:
     """SIGKILL a launcher and every process under it at once. Not `killpg`: torchrun starts each
     rank in a session of its own, so a signal to the launcher's process group misses the ranks

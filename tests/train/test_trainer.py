@@ -16,6 +16,7 @@ from tests.helpers.train_fixtures import (
     REPO,
     audit_steps,
     kill_tree,
+    live_ranks,
     make_packed_data,
     read_jsonl,
     run_training,
@@ -200,7 +201,6 @@ def test_offload_and_bf16_train_save_resume(tmp_path, data, zero, overrides):
 
 def test_sigterm_to_every_rank_twice_saves_once_and_resumes(tmp_path, data):
     """A real external SIGTERM (as SLURM sends before preemption), repeated while the ranks stop."""
-    import psutil
 
     config = write_run_configs(tmp_path / "cfg", max_steps=400, eval_interval=1000, audit_samples=False)
     run = tmp_path / "run"
@@ -218,7 +218,7 @@ def test_sigterm_to_every_rank_twice_saves_once_and_resumes(tmp_path, data):
         while not (run / "metrics.jsonl").exists() or len(train_records(run)) < 3:
             assert time.monotonic() < deadline and proc.poll() is None, "training did not start"
             time.sleep(0.2)
-        ranks = [p for p in psutil.Process(proc.pid).children(recursive=True) if "pretrain.py" in " ".join(p.cmdline())]
+        ranks = live_ranks(proc.pid)
         assert len(ranks) == 2
         for _ in range(2):
             for rank in ranks:
