@@ -34,6 +34,11 @@ from pipeline.data.prepare_config import PrepareConfig
 
 SUPPORTED_SUFFIXES = (".csv", ".csv.zst")
 TARGET_TASK_BYTES = 32 << 20  # default task size: enough work to amortise start-up
+# Fewer tasks than this balance badly over a few workers on a small corpus: at 50 MB with 2
+# workers, 8 tasks took 3.9 s and 4 tasks 4.7 s (pack's tasks finished unevenly); 1 worker was
+# unchanged, 16 tasks were slower again (benchmarks/bench_prepare.py's corpus, 2026-12-01).
+# Not derived from --workers: the task count shapes the output, the worker count must not.
+MIN_DEFAULT_TASKS = 8
 
 
 LOCK_NAME = ".lock"  # OUT/.lock; not an output: --force keeps it
@@ -214,7 +219,7 @@ def default_num_tasks(sizes: Sequence[int]) -> int:
     if not sizes:
         return 1
     by_bytes = math.ceil(sum(sizes) / TARGET_TASK_BYTES)
-    return max(1, min(len(sizes), max(by_bytes, 4)))
+    return max(1, min(len(sizes), max(by_bytes, MIN_DEFAULT_TASKS)))
 
 
 def compute_fingerprint(
