@@ -2,6 +2,11 @@
 README flow, as a user runs it: train on 2 ranks with real DeepSpeed → a scheduler's SIGUSR1 to
 rank 0 at a random step → the same command resumes → export → evaluate → generate.
 
+The SIGUSR1 is a real signal, sent by rank 0 to itself right after the chosen step (the test hook
+ZH_PRETRAIN_TEST_SIGNAL_AT_STEP): a signal from outside, timed by watching metrics.jsonl, can land
+after the last of the 16 steps on a fast machine, and the run then rightly finishes. Signals from
+outside at random moments are the trainer fault runner's job (tests/faults/).
+
 The resumed run must equal an uninterrupted one bit for bit (per-step losses), and the evaluation
 of the export must give the trainer's own held-out perplexity."""
 
@@ -9,16 +14,14 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from pipeline.evaluation.model_eval import EvaluationRequest, evaluate
+from pipeline.train.hooks import ENV_SIGNAL_AT_STEP
 from tests.helpers.tiny_lm import make_data_dir, tiny_corpus, train_tokenizer_dir
 from tests.helpers.train_fixtures import REPO, read_jsonl, train_command, train_env
 
@@ -49,31 +52,10 @@ def losses(run: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "train"]
 
 
-def rank0_of(launcher: psutil.Process) -> psutil.Process | None:
-    for child in launcher.children(recursive=True):
-        try:
-            if child.environ().get("RANK") == "0":
-                return child
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return None
-
-
-def train(data: Path, run: Path, stop_after_step: int | None = None) -> subprocess.CompletedProcess | int:
+def train(data: Path, run: Path, signal_after_step: int | None = None) -> subprocess.CompletedProcess:
     command = train_command(REPO / "configs/train/tiny-cpu.yaml", data, run, *OVERRIDES)
-    if stop_after_step is None:
-        return subprocess.run(command, env=train_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
-    process = subprocess.Popen(command, env=train_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while time.time() < deadline and process.poll() is None:
-        metrics = run / "metrics.jsonl"
-        if metrics.exists() and any(step >= stop_after_step for step, _ in losses(run)):
-            rank0 = rank0_of(psutil.Process(process.pid))
-            if rank0 is not None:
-                rank0.send_signal(signal.SIGUSR1)  # what SLURM's --signal does to the task
-                break
-        time.sleep(0.2)
-    return process.wait(timeout=600)
+    hooks = {} if signal_after_step is None else {ENV_SIGNAL_AT_STEP: str(signal_after_step)}
+    return subprocess.run(command, env=train_env(**hooks), cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
 def test_llama_train_preempt_resume_export_evaluate_generate(data, tmp_path):
@@ -83,7 +65,7 @@ def test_llama_train_preempt_resume_export_evaluate_generate(data, tmp_path):
 
     stop_after = random.Random().randint(2, STEPS - 4)
     cut = tmp_path / "cut"
-    code = train(data, cut, stop_after_step=stop_after)
+    code = train(data, cut, signal_after_step=stop_after).returncode
     assert code != 0, f"the run was not interrupted (signal after step {stop_after})"  # torchrun: a rank exited 75
     assert json.loads((cut / "status.json").read_text())["exit_code"] == 75, f"signal after step {stop_after}"
     resumed = train(data, cut)
