@@ -26,7 +26,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.data.executor import is_done, marker_path, read_marker, run_one_task
+from pipeline.data.executor import is_done, marker_path, read_marker, run_one_task, tidy_finished
 from pipeline.data.prepare_plan import (
     InputFile,
     Plan,
@@ -65,6 +65,10 @@ def create_append_plan(
         )
     appended = published_appends(root)
     _publish_unlisted(root_plan, appended)
+    for plan in [root_plan, *appended]:
+        # a kill between a finalize marker and the removal of its journal leaves the journal, and
+        # no later run of these finished versions would tidy it (an append only ever adds)
+        tidy_finished(plan, finalize.STAGE.name, 0)
     known = _known_inputs(root_plan, appended)
     files, ignored = expand_inputs(patterns)
     new = []

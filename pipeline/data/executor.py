@@ -125,7 +125,7 @@ def run_one_task(
         raise ValueError(f"stage '{stage.name}' has tasks 0..{count - 1}; got --task-id {task_id}")
     lock = FileLock(lock_path(plan, stage.name, task_id))
     if is_done(plan, stage.name, task_id):
-        _tidy_finished(plan, stage.name, task_id, lock)
+        tidy_finished(plan, stage.name, task_id, lock)
         return False
 
     def say_waiting(holder: str) -> None:
@@ -160,10 +160,11 @@ def run_one_task(
     return True
 
 
-def _tidy_finished(plan: Plan, stage: str, task_id: int, lock: FileLock) -> None:
+def tidy_finished(plan: Plan, stage: str, task_id: int, lock: FileLock | None = None) -> None:
     """A kill between a task's marker and the removal of its journal leaves the journal: drop
     it (and anything it lists) if no one is running the task."""
     journal = journal_path(plan, stage, task_id)
+    lock = lock or FileLock(lock_path(plan, stage, task_id))
     if journal.exists() and lock.try_acquire():
         try:
             remove_journaled_temporaries(journal)
@@ -211,7 +212,7 @@ def run_stage_locally(plan: Plan, stage: Stage, workers: int, show_progress: boo
     todo = pending_tasks(plan, stage)
     total_tasks = stage.count_tasks(plan)
     for task_id in sorted(set(range(total_tasks)) - set(todo)):
-        _tidy_finished(plan, stage.name, task_id, FileLock(lock_path(plan, stage.name, task_id)))
+        tidy_finished(plan, stage.name, task_id)
     start = time.monotonic()
     if total_tasks == 0:  # a stage switched off by its config (e.g. near dedup)
         return 0.0

@@ -159,8 +159,18 @@ def test_the_earlier_version_is_untouched_and_the_same_append_is_a_no_op(version
         if relative.name in ("manifest.json", "report.json") or relative.parts[0] == "work":
             continue  # version 1's finalize lists the new version; its work files are only read
         assert (grown / relative).read_bytes() == data, f"{relative} changed"
+    # killed between a finalize marker and the removal of its journal (the journal lists the
+    # temporaries of the task, renamed by then, and maybe a torn one): the no-op run tidies both
+    leftovers = []
+    for folder in (grown, grown / "appends" / "0002"):
+        torn = folder / "work" / "torn.tmp"
+        torn.write_text("half a file")
+        journal = folder / "work" / "locks" / "finalize" / "00000.temps"
+        journal.write_text(f"{folder / 'manifest.json.tmp'}\n{torn}\n")
+        leftovers += [torn, journal]
     again = prepare(versions["corpus"], grown, "--append")
     assert "nothing to do" in again.stdout and "publishing" not in again.stdout
+    assert [path for path in leftovers if path.exists()] == []
     # killed while publishing (version 1's finalize marker gone, the manifest still version 1's):
     # the next append publishes the finished version first
     published = (grown / "manifest.json").read_bytes()
