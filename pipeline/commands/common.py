@@ -1,4 +1,4 @@
-"""Arguments shared by `prepare` and `init`: inputs, output, config file and overrides."""
+"""Arguments shared by `prepare`, `init` and `task`: inputs, output, config file and overrides, threads."""
 
 from __future__ import annotations
 
@@ -8,6 +8,15 @@ import os
 from pipeline.core.typed_config import load_config
 from pipeline.data.prepare_config import PrepareConfig
 from pipeline.data.prepare_plan import Plan, create_plan
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="sentencepiece threads per pack task (when a task owns more than one core; the shards are the same)",
+    )
 
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ import os
 import resource
 import time
 
-from pipeline.commands.common import add_plan_arguments, plan_from_arguments
+from pipeline.commands.common import add_plan_arguments, add_threads_argument, plan_from_arguments
 from pipeline.core.atomic import write_json_atomically
 from pipeline.data.append import create_append_plan, publish
 from pipeline.data.executor import run_stage_locally
@@ -27,12 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_plan_arguments(parser)
     parser.add_argument("--workers", "-w", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="sentencepiece threads per pack task (when a task owns more than one core; the shards are the same)",
-    )
+    add_threads_argument(parser)
     parser.add_argument("--timings", metavar="FILE", help="also write per-stage seconds as JSON (benchmarks)")
     parser.add_argument(
         "--append",
@@ -64,7 +59,7 @@ def _append_plan(args: argparse.Namespace) -> Plan | None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.monotonic()
-    pack.encode_threads = max(1, args.threads)  # the forked workers inherit it
+    pack.set_encode_threads(args.threads)  # the forked workers inherit it
     plan = _append_plan(args) if args.append else plan_from_arguments(args)
     if plan is None:
         return 0

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 
+from pipeline.commands.common import add_threads_argument
 from pipeline.data.executor import run_one_task
 from pipeline.data.prepare_plan import Plan
 from pipeline.data.stages import STAGE_NAMES, get_stage, pack
@@ -25,12 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-wait", action="store_true", help="exit 4 if the task is running elsewhere, instead of waiting for it"
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="sentencepiece threads per pack task (when a task owns more than one core; the shards are the same)",
-    )
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             print("error: give --task-id (or run inside a SLURM array job)", file=sys.stderr)
             return 2
         task_id = int(os.environ["SLURM_ARRAY_TASK_ID"])
-    pack.encode_threads = max(1, args.threads)
+    pack.set_encode_threads(args.threads)
     plan = Plan.load(args.output)
     plan.hold_output_lock()
     stage = get_stage(args.stage)

@@ -138,6 +138,12 @@ class ShardSequence:
 encode_threads = 1
 
 
+def set_encode_threads(threads: int) -> None:
+    """Set before the pool forks: the workers inherit it."""
+    global encode_threads
+    encode_threads = max(1, threads)
+
+
 def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     cfg = plan.config.pack
     split, files, prefix, validation_source = task_split(plan, task_id)
