@@ -34,7 +34,7 @@ from pipeline.core.locks import FileLock, LockBusy
 from pipeline.data.prepare_plan import Plan, PlanError
 
 # Bump when the bytes a stage writes change meaning: markers of another version are stale.
-DATA_FORMAT_VERSION = 3
+DATA_FORMAT_VERSION = 4
 
 # A task function returns its statistics (JSON-serialisable); `progress(n)` reports units done.
 TaskFunction = Callable[[Plan, int, Callable[[int], None]], dict]

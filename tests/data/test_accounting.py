@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from pipeline.formats.documents import read_records
+from tests.helpers.prepared import cleaned_pieces
 
 
 def test_rows_read_per_file_equal_the_rows_the_generator_planted(prepared, corpus):
@@ -30,7 +31,7 @@ def test_rows_read_per_file_equal_the_rows_the_generator_planted(prepared, corpu
 def test_dedup_keeps_the_first_occurrence_in_global_input_order(prepared):
     plan = json.loads((prepared / "plan.json").read_text())
     order = {f["path"]: index for index, f in enumerate(sorted(plan["inputs"], key=lambda f: f["path"]))}
-    cleaned = [r for p in sorted((prepared / "work" / "clean").glob("*.jsonl.zst")) for r in read_records(p)]
+    cleaned = cleaned_pieces(prepared)
     cleaned.sort(key=lambda r: (order[r["source"]], r["row"], r["part"]))
     first: dict[str, tuple] = {}
     for record in cleaned:

@@ -20,6 +20,7 @@ import pytest
 from pipeline.formats.documents import read_records
 from pipeline.formats.manifest import load_manifest
 from tests.conftest import run_pipeline
+from tests.helpers.prepared import cleaned_pieces
 
 # min_validation_documents 0: the threshold is validation_fraction's alone (docs/data.md: an
 # append reuses version 1's threshold, so a raised one would differ from a one-run preparation);
@@ -123,9 +124,8 @@ def test_append_gives_the_documents_of_one_run_over_all_files(versions):
 def pieces_by_row(output: Path) -> dict[tuple[str, int], set[str]]:
     """Every piece the cleaner made of each row (before dedup), from OUTPUT/work/clean."""
     rows: dict[tuple[str, int], set[str]] = {}
-    for path in sorted((output / "work" / "clean").glob("*.jsonl.zst")):
-        for record in read_records(path):
-            rows.setdefault((record["source"], record["row"]), set()).add(record["text"])
+    for record in cleaned_pieces(output):
+        rows.setdefault((record["source"], record["row"]), set()).add(record["text"])
     return rows
 
 

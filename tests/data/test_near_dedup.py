@@ -21,7 +21,7 @@ from pipeline.data.prepare_config import PrepareConfig
 from pipeline.data.prepare_plan import InputFile, Plan, assign_files_to_tasks
 from pipeline.data.stages.clean import documents_path
 from pipeline.data.stages.near_dedup import STAGES, drops_path, edges_path, near_duplicate_ordinals
-from pipeline.formats.documents import Document, DocumentWriter, read_records
+from pipeline.formats.documents import PieceWriter, read_piece_records
 
 CJK = [chr(c) for c in range(0x4E00, 0x4E00 + 2000)]
 
@@ -146,19 +146,21 @@ def make_plan(output: Path, files, num_tasks: int, num_buckets: int, enabled: bo
     )
     # what the clean stage leaves behind: each task's documents in (file, row, part) order
     for task, file_indices in enumerate(plan.task_files):
-        with DocumentWriter(documents_path(plan, task)) as writer:
+        with PieceWriter(documents_path(plan, task)) as writer:
             for file_index in file_indices:
-                for row, part, label, text in files[file_index]:
-                    writer.write(Document(text=text, source=label, row=row), part=part, file=file_index)
+                for row, part, _label, text in files[file_index]:
+                    writer.write(text, file_index, row, part)
     return plan
 
 
-def removed_labels(plan: Plan) -> list[str]:
-    """Labels (kept in `source`) of the documents near_duplicate_ordinals removes, in global order."""
+def removed_labels(plan: Plan, files) -> list[str]:
+    """Labels (from `files`) of the documents near_duplicate_ordinals removes, in global order."""
+    label_of = {(file, row, part): label for file, rows in enumerate(files) for row, part, label, _ in rows}
     labels = []
     for task in range(plan.num_tasks):
         ordinals = set(near_duplicate_ordinals(plan, task).tolist())
-        labels += [r["source"] for i, r in enumerate(read_records(documents_path(plan, task))) if i in ordinals]
+        pieces = read_piece_records(documents_path(plan, task))
+        labels += [label_of[p["file"], p["row"], p["part"]] for i, p in enumerate(pieces) if i in ordinals]
     return labels
 
 
@@ -171,7 +173,7 @@ def test_near_duplicates_are_removed_and_the_first_kept(tmp_path):
     files, removed, kept = build_corpus()
     plan = make_plan(tmp_path / "out", files, num_tasks=2, num_buckets=3)
     run_near_dedup(plan)
-    labels = removed_labels(plan)
+    labels = removed_labels(plan, files)
     assert set(labels) == removed and len(labels) == len(removed)
     assert not kept & set(labels)
     stats = read_marker(plan, "near_resolve", 0)
@@ -188,7 +190,7 @@ def test_without_verification_every_candidate_is_linked(tmp_path):
     files, removed, _ = build_corpus()
     plan = make_plan(tmp_path / "out", files, num_tasks=2, num_buckets=2, min_similarity=0.0)
     run_near_dedup(plan)
-    assert set(removed_labels(plan)) == removed
+    assert set(removed_labels(plan, files)) == removed
 
 
 def test_verification_rejects_candidates_below_min_similarity(tmp_path):
@@ -197,10 +199,10 @@ def test_verification_rejects_candidates_below_min_similarity(tmp_path):
     files, removed, _ = build_corpus()
     loose = make_plan(tmp_path / "loose", files, 1, 1, bands=64, min_similarity=0.0)
     run_near_dedup(loose)
-    assert "d_prefix" in removed_labels(loose)
+    assert "d_prefix" in removed_labels(loose, files)
     checked = make_plan(tmp_path / "checked", files, 1, 1, bands=64, min_similarity=0.7)
     run_near_dedup(checked)
-    assert set(removed_labels(checked)) == removed
+    assert set(removed_labels(checked, files)) == removed
 
 
 @pytest.mark.parametrize("num_tasks,num_buckets", [(1, 1), (2, 4), (5, 3), (5, 16)])
@@ -210,8 +212,8 @@ def test_result_does_not_depend_on_task_or_bucket_count(tmp_path, num_tasks, num
     run_near_dedup(baseline)
     plan = make_plan(tmp_path / "out", files, num_tasks=num_tasks, num_buckets=num_buckets)
     run_near_dedup(plan, workers=2)
-    assert removed_labels(plan) == removed_labels(baseline)
-    assert set(removed_labels(plan)) == removed
+    assert removed_labels(plan, files) == removed_labels(baseline, files)
+    assert set(removed_labels(plan, files)) == removed
     for key in ("components", "near_duplicates", "documents_in_components"):
         assert read_marker(plan, "near_resolve", 0)[key] == read_marker(baseline, "near_resolve", 0)[key]
 
@@ -269,7 +271,7 @@ def test_on_the_generated_corpus_near_dedup_is_a_superset_of_exact_dedup_for_any
             run_stage_locally(plan, stage, workers=2, show_progress=False)
         exact, near = set(), set()
         for task in range(num_tasks):
-            records = list(read_records(documents_path(plan, task)))
+            records = list(read_piece_records(documents_path(plan, task)))
             keys = [(r["file"], r["row"], r["part"]) for r in records]
             exact.update(keys[i] for i in duplicate_ordinals(plan, task).tolist())
             near.update(keys[i] for i in near_duplicate_ordinals(plan, task).tolist())

@@ -16,6 +16,7 @@ from pipeline.data.prepare_config import PrepareConfig
 from pipeline.data.prepare_plan import create_plan
 from pipeline.data.stages import STAGE_NAMES, STAGES
 from pipeline.formats.documents import read_records
+from tests.helpers.prepared import cleaned_pieces
 
 
 def run_until_split(corpus_glob: str, output: Path, settings: dict, num_tasks: int = 3):
@@ -43,9 +44,8 @@ def test_every_piece_of_a_row_lands_on_one_side(corpus, tmp_path):
     }
     plan = run_until_split(f"{corpus}/**/*.csv*", tmp_path / "out", settings)
     pieces: dict[tuple[str, int], int] = defaultdict(int)
-    for path in sorted((plan.output / "work" / "clean").glob("*.jsonl.zst")):
-        for record in read_records(path):
-            pieces[(record["source"], record["row"])] += 1
+    for record in cleaned_pieces(plan.output):
+        pieces[(record["source"], record["row"])] += 1
     split_rows = [key for key, count in pieces.items() if count > 1]
     assert len(split_rows) > 0.5 * len(pieces), f"only {len(split_rows)} of {len(pieces)} rows were cut into pieces"
     sides = sides_by_row(plan.output)

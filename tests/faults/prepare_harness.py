@@ -329,14 +329,16 @@ def case_disk_full(setup: Setup, work: Path, rng: random.Random) -> str:
     byte-identical."""
     output = work / "disk-full"
     shutil.copytree(setup.reference, output)
+    shards = ("train/", "validation/")  # not work/clean/*.arrow, clean's pieces
     for path in [
-        *output.glob("*/*.arrow"),
+        *output.glob("train/*.arrow"),
+        *output.glob("validation/*.arrow"),
         *output.glob("work/markers/pack/*"),
         *output.glob("work/markers/finalize/*"),
     ]:
         path.unlink()
     (output / "manifest.json").unlink()
-    largest = max(len(data) for name, data in tree(setup.reference).items() if name.endswith(".arrow"))
+    largest = max(len(data) for name, data in tree(setup.reference).items() if name.startswith(shards))
     # ≥ one page: the pool's shared progress counter lives in a 4 KiB file that must fit
     limit = rng.randint(4096, largest - 1)
     process = start(prepare_command(setup, output), preexec_fn=_limit_file_size(limit))

@@ -1,7 +1,7 @@
 """Stage `clean` (map side of dedup): read a slice of input files, clean, write documents.
 
 Outputs of task i:
-  work/clean/{i}.jsonl.zst        cleaned documents in input order (file, row, piece)
+  work/clean/{i}.arrow            cleaned pieces in input order: text, file, row, part (Arrow IPC)
   work/buckets/{i}/{b}.npy        (hash, position) records of those documents, by hash bucket
 Statistics (marker): one entry per input file with the exact row accounting, and this task's
 candidates for the samples of dropped rows (the smallest sample keys per reason and source,
@@ -23,11 +23,11 @@ from pipeline.data.prepare_plan import Plan, PlanError
 from pipeline.data.samples import SmallestPerGroup, cut, sample_key
 from pipeline.data.stages.buckets import RECORD, hash_words, save_array
 from pipeline.formats.csv_corpus import FileReport, read_csv_file
-from pipeline.formats.documents import DocumentWriter, content_hash
+from pipeline.formats.documents import PieceWriter, content_hash
 
 
 def documents_path(plan: Plan, task_id: int) -> Path:
-    return plan.work_dir / "clean" / f"{task_id:05d}.jsonl.zst"
+    return plan.work_dir / "clean" / f"{task_id:05d}.arrow"
 
 
 def bucket_path(plan: Plan, task_id: int, bucket: int) -> Path:
@@ -44,7 +44,7 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     ordinal = 0
     samples = SmallestPerGroup(plan.config.samples.per_source)
     max_chars = plan.config.samples.max_chars
-    with DocumentWriter(documents_path(plan, task_id)) as writer:
+    with PieceWriter(documents_path(plan, task_id)) as writer:
         for file_index in plan.task_files[task_id]:
             source = plan.inputs[file_index].path
             source_name = plan.sources[file_index]
@@ -71,7 +71,7 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
                 rows_kept += 1
                 for part, piece in enumerate(pieces):
                     h0, h1 = hash_words(content_hash(piece.text))
-                    writer.write(piece, part=part, file=file_index)
+                    writer.write(piece.text, file_index, piece.row, part)
                     records.append((h0, h1, file_index, piece.row, part, task_id, ordinal))
                     ordinal += 1
                     documents += 1

@@ -32,7 +32,7 @@ from pipeline.data.prepare_plan import Plan
 from pipeline.data.samples import sample_key, smallest_per_group_indices, source_ids
 from pipeline.data.stages.buckets import DROP, load_array, save_array
 from pipeline.data.stages.clean import documents_path
-from pipeline.formats.documents import read_records
+from pipeline.formats.documents import piece_columns, read_pieces
 
 BATCH_DOCUMENTS = 512  # documents hashed per numpy call
 
@@ -81,13 +81,14 @@ def run_map(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     signatures: list[np.ndarray] = []
     positions: list[tuple[int, int, int]] = []
     batch: list[str] = []
-    for record in read_records(documents_path(plan, task_id)):
-        batch.append(record["text"])
-        positions.append((record["file"], record["row"], record["part"]))
-        if len(batch) == BATCH_DOCUMENTS:
-            signatures.append(hasher.signatures(batch))
-            progress(len(batch))
-            batch = []
+    for texts, files, rows, parts in map(piece_columns, read_pieces(documents_path(plan, task_id))):
+        for text, position in zip(texts, zip(files, rows, parts)):
+            batch.append(text)
+            positions.append(position)
+            if len(batch) == BATCH_DOCUMENTS:
+                signatures.append(hasher.signatures(batch))
+                progress(len(batch))
+                batch = []
     signatures.append(hasher.signatures(batch))
     progress(len(batch))
     table = np.concatenate(signatures)

@@ -32,43 +32,64 @@ import numpy as np
 from pipeline.data.executor import Stage
 from pipeline.data.mixture import copies
 from pipeline.data.prepare_plan import Plan
+from pipeline.data.stages.buckets import load_array
+from pipeline.data.stages.clean import documents_path
 from pipeline.data.stages.histogram import Histogram
-from pipeline.data.stages.split import split_path
-from pipeline.formats.documents import read_records
+from pipeline.data.stages.split import SIDE, TRAIN, VALIDATION, sides_path
+from pipeline.formats.documents import piece_columns, read_pieces
 from pipeline.formats.packed_shards import BlockCutter, ShardWriter, sha256_of_file, token_dtype
 from tokenizer import SentencePieceTokenizer
 
 
-def task_split(plan: Plan, task_id: int) -> tuple[str, list[Path], int, str | None]:
-    """(split name, document files, shard prefix, validation source) of pack task `task_id`."""
+def task_split(plan: Plan, task_id: int) -> tuple[str, list[int], int, str | None]:
+    """(split name, clean tasks whose pieces it reads, shard prefix, validation source) of pack task `task_id`."""
     if task_id < plan.num_tasks:
-        return "train", [split_path(plan, "train", task_id)], task_id, None
+        return "train", [task_id], task_id, None
     source = task_id - plan.num_tasks
-    files = [split_path(plan, "validation", i) for i in range(plan.num_tasks)]
-    return "validation", files, source, sorted(plan.weights)[source]
+    return "validation", list(range(plan.num_tasks)), source, sorted(plan.weights)[source]
 
 
 Item = tuple[str, int, bool, bool]  # text, input file index, counted before weighting, emitted
 
 
-def weighted_documents(plan: Plan, split: str, files: list[Path], source: str | None) -> Iterator[Item]:
+def side_pieces(plan: Plan, clean_task: int, split: str, source: str | None) -> Iterator[tuple[list, ...]]:
+    """(texts, files, rows) of clean task `clean_task`'s pieces on side `split` (of `source`
+    only, if given), batch by batch, in order: what split wrote to docs/{split}/, read from the
+    Arrow pieces and the split's side bytes instead of parsing the JSON back."""
+    sides = load_array(sides_path(plan, clean_task), SIDE)
+    wanted_side = TRAIN if split == "train" else VALIDATION
+    of_source = None if source is None else np.array([name == source for name in plan.sources], dtype=bool)
+    start = 0
+    for batch in read_pieces(documents_path(plan, clean_task)):
+        if start + batch.num_rows > len(sides):
+            raise ValueError(f"{sides_path(plan, clean_task)}: {len(sides)} sides for more pieces than that")
+        mask = sides[start : start + batch.num_rows] == wanted_side
+        if of_source is not None:
+            mask &= of_source[batch.column("file").to_numpy()]
+        start += batch.num_rows
+        if mask.any():
+            yield piece_columns(batch.select(["text", "file", "row"]), mask)
+    if start != len(sides):
+        raise ValueError(f"{sides_path(plan, clean_task)}: {len(sides)} sides for {start} pieces")
+
+
+def weighted_documents(plan: Plan, split: str, clean_tasks: list[int], source: str | None) -> Iterator[Item]:
     """This task's documents in stream order. Pass 0 yields every document once (its tokens
     count "before weighting"; it is emitted only if its row has at least one copy); pass
     k > 0 yields only the documents with more than k copies. Validation: one pass, one source."""
     names, weights = plan.sources, plan.weights
+    paths = [entry.path for entry in plan.inputs]
     passes = math.ceil(max(weights.values())) if split == "train" else 1
     for number in range(passes):
-        for path in files:
-            for record in read_records(path):
-                file = record["file"]
-                name = names[file]
+        for clean_task in clean_tasks:
+            for texts, files, rows in side_pieces(plan, clean_task, split, source):
                 if split == "validation":
-                    if name == source:
-                        yield record["text"], file, True, True
+                    yield from ((text, file, True, True) for text, file in zip(texts, files))
                     continue
-                emitted = copies(weights[name], record["source"], record["row"]) > number
-                if number == 0 or emitted:
-                    yield record["text"], file, number == 0, emitted
+                for text, file, row in zip(texts, files, rows):
+                    emitted = copies(weights[names[file]], paths[file], row) > number
+                    if number == 0 or emitted:
+                        yield text, file, number == 0, emitted
 
 
 def batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
@@ -146,7 +167,7 @@ def set_encode_threads(threads: int) -> None:
 
 def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     cfg = plan.config.pack
-    split, files, prefix, validation_source = task_split(plan, task_id)
+    split, clean_tasks, prefix, validation_source = task_split(plan, task_id)
     tokenizer = SentencePieceTokenizer.load(plan.tokenizer_dir, num_threads=encode_threads)
     dtype = token_dtype(tokenizer.vocab_size)
     eos = np.array([tokenizer.eos_id], dtype=dtype)
@@ -157,7 +178,7 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     documents = tokens = chars = 0
     # per source: documents and tokens (with EOS) once each, and as emitted into the stream
     per_source: dict[str, dict[str, int]] = {}
-    for batch in batches(weighted_documents(plan, split, files, validation_source), cfg.encode_batch_documents):
+    for batch in batches(weighted_documents(plan, split, clean_tasks, validation_source), cfg.encode_batch_documents):
         encoded = tokenizer.encode_batch([item[0] for item in batch])
         pieces = []
         for (text, file, counted, emitted), ids in zip(batch, encoded):

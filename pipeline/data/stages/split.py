@@ -7,7 +7,10 @@ surviving documents) are held out. The group stage computes it once for every ta
 pieces of a source row, rows sharing an identical piece and (near dedup on) rows linked as
 near duplicates share one draw: no row, text or near-duplicate cluster is on both sides.
 
-Outputs of task i: docs/train/{i}.jsonl.zst and docs/validation/{i}.jsonl.zst.
+Outputs of task i: docs/train/{i}.jsonl.zst and docs/validation/{i}.jsonl.zst (the documents,
+an output for the user), and work/sides/{i}.npy: one byte per cleaned piece of clean task i
+(TRAIN, VALIDATION or DROPPED), with which `pack` reads the pieces from work/clean/ directly —
+the JSON documents are written once and never parsed again on the way to the shards.
 """
 
 from __future__ import annotations
@@ -20,18 +23,25 @@ import numpy as np
 from pipeline.data.executor import Stage
 from pipeline.data.prepare_plan import Plan
 from pipeline.data.samples import cut
-from pipeline.data.stages.buckets import DROP, load_array
+from pipeline.data.stages.buckets import DROP, load_array, save_array
 from pipeline.data.stages.clean import documents_path
 from pipeline.data.stages.dedup import drop_path
 from pipeline.data.stages.group import TaskDocuments, load_groups, sample_positions, validation_threshold
 from pipeline.data.stages.histogram import Histogram
 from pipeline.data.stages.near_dedup import near_duplicate_ordinals
-from pipeline.formats.documents import DocumentWriter, read_records
+from pipeline.formats.documents import DocumentWriter, piece_columns, read_pieces
 from pipeline.formats.packed_shards import sha256_of_file
+
+TRAIN, VALIDATION, DROPPED = 0, 1, 2  # a piece's side, in work/sides/
+SIDE = np.dtype("u1")
 
 
 def split_path(plan: Plan, split: str, task_id: int) -> Path:
     return plan.docs_dir(split) / f"{task_id:05d}.jsonl.zst"
+
+
+def sides_path(plan: Plan, task_id: int) -> Path:
+    return plan.work_dir / "sides" / f"{task_id:05d}.npy"
 
 
 def duplicate_ordinals(plan: Plan, task_id: int) -> np.ndarray:
@@ -54,28 +64,35 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     wanted = sample_positions(plan, task_id)
     sample_texts: dict[str, str] = {}  # ordinal → text, for the duplicate samples
     chars = Histogram()
+    sides = bytearray()
+    paths = [entry.path for entry in plan.inputs]
     with (
         DocumentWriter(split_path(plan, "train", task_id)) as train,
         DocumentWriter(split_path(plan, "validation", task_id)) as validation,
     ):
-        for ordinal, record in enumerate(read_records(documents_path(plan, task_id))):
-            if ordinal in wanted:
-                sample_texts[str(ordinal)] = cut(record["text"], plan.config.samples.max_chars)
-            counts = per_file.setdefault(
-                record["file"], {"duplicates": 0, "near_duplicates": 0, "train": 0, "validation": 0}
-            )
-            if ordinal in duplicates:
-                counts["duplicates"] += 1
-                continue
-            if ordinal in near_duplicates:
-                counts["near_duplicates"] += 1
-                continue
-            target, name = (validation, "validation") if draws[ordinal] < threshold else (train, "train")
-            target.write_record(record)
-            counts[name] += 1
-            chars.add(len(record["text"]))
-            if ordinal % 1000 == 999:
-                progress(1000)
+        ordinal = 0
+        for batch in read_pieces(documents_path(plan, task_id)):
+            for text, file, row, part in zip(*piece_columns(batch)):
+                if ordinal in wanted:
+                    sample_texts[str(ordinal)] = cut(text, plan.config.samples.max_chars)
+                counts = per_file.setdefault(file, {"duplicates": 0, "near_duplicates": 0, "train": 0, "validation": 0})
+                if ordinal in duplicates or ordinal in near_duplicates:
+                    counts["duplicates" if ordinal in duplicates else "near_duplicates"] += 1
+                    sides.append(DROPPED)
+                else:
+                    side, target, name = (
+                        (VALIDATION, validation, "validation")
+                        if draws[ordinal] < threshold
+                        else (TRAIN, train, "train")
+                    )
+                    # the key order of the records clean wrote before pieces became Arrow: same bytes
+                    target.write_record({"text": text, "source": paths[file], "row": row, "part": part, "file": file})
+                    sides.append(side)
+                    counts[name] += 1
+                    chars.add(len(text))
+                ordinal += 1
+            progress(batch.num_rows)
+    save_array(sides_path(plan, task_id), np.frombuffer(bytes(sides), dtype=SIDE))
     return {
         "files": {str(k): v for k, v in sorted(per_file.items())},
         "train": train.count,
