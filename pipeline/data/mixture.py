@@ -103,4 +103,6 @@ def row_draw(path: str, row: int) -> float:
 def copies(weight: float, path: str, row: int) -> int:
     """How many times a train document of this row appears in one weighted epoch."""
     whole = math.floor(weight)
+    if whole == weight:  # the usual weight 1: no draw needed (row_draw < 0 is never true)
+        return whole
     return whole + (1 if row_draw(path, row) < weight - whole else 0)

@@ -47,6 +47,7 @@ def content_hash(text: str) -> bytes:
 
 
 FLUSH_CHARS = 1 << 19
+_JSON = json.JSONEncoder(ensure_ascii=False)  # what json.dumps(…, ensure_ascii=False) builds per call
 
 
 class DocumentWriter(AtomicFileWriter):
@@ -64,7 +65,7 @@ class DocumentWriter(AtomicFileWriter):
 
     def write_record(self, record: dict) -> None:
         """Write one record (also: copy a record read by `read_records`, extra fields kept)."""
-        line = json.dumps(record, ensure_ascii=False)
+        line = _JSON.encode(record)
         self._lines.append(line)
         self._pending_chars += len(line)
         self.count += 1
