@@ -85,7 +85,7 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
                         if draws[ordinal] < threshold
                         else (TRAIN, train, "train")
                     )
-                    # the key order of the records clean wrote before pieces became Arrow: same bytes
+                    # docs/ records: these keys in this order are the output format (docs/data.md)
                     target.write_record({"text": text, "source": paths[file], "row": row, "part": part, "file": file})
                     sides.append(side)
                     counts[name] += 1
