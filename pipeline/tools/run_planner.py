@@ -378,14 +378,16 @@ class PrepRates:
 # them and prints this table after every run that includes 1 worker: paste it here.
 PREP_RATES = PrepRates(
     stages={
-        "clean": StageRate("files", mb_per_s=4.69),
-        "dedup": StageRate("buckets", mb_per_s=277.19),
-        "split": StageRate("files", mb_per_s=9.48),
+        "clean": StageRate("files", mb_per_s=22.00),
+        "dedup": StageRate("buckets", mb_per_s=597.90),
+        "split": StageRate("files", mb_per_s=58.58),
+        # a given tokenizer's first validation (later runs hit the cache: 0.01 s); measured 2026-11-30
         "tokenizer": StageRate("one", fixed_s=5.47),
-        "pack": StageRate("files", mb_per_s=5.73),
-        "finalize": StageRate("one", fixed_s=0.02),
+        "pack": StageRate("files", mb_per_s=25.60),
+        "finalize": StageRate("one", fixed_s=0.01),
     },
-    measured="2026-11-30, commit e4ed031, 50 MB generated corpus, 1 worker, CPU seconds per stage, 2-core dev machine at load ~16",
+    measured="2026-12-01, commit 07bd9dc, 50 MB generated corpus, 1 worker, CPU seconds per stage, "
+    "2-core dev machine at load ~1.3 (benchmarks/bench_prepare.py)",
 )
 
 
