@@ -44,10 +44,13 @@ ONE_CORE = {"OMP_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALL
 # process of that command alone (children and grandchildren, once they are waited for). Worker
 # processes nobody waits for (datatrove's multiprocess forkserver) escape it, so the wrapper also
 # samples every process of the tree with psutil every 50 ms and reports the larger of the two.
+# The child's stderr goes to a file, not a pipe: a pipe read only after the child exits blocks a
+# child that logs more than 64 KiB (datatrove warns once per document it skips) forever.
 WRAPPER = """
-import resource, subprocess, sys, time, psutil
+import resource, subprocess, sys, tempfile, time, psutil
 start = time.monotonic()
-child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+log = tempfile.TemporaryFile("w+")
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=log, text=True)
 peak, root = 0, psutil.Process(child.pid)
 while child.poll() is None:
     try:
@@ -56,7 +59,8 @@ while child.poll() is None:
     except psutil.Error:
         pass
     time.sleep(0.05)
-stderr = child.stderr.read()
+log.seek(0)
+stderr = log.read()
 wall = time.monotonic() - start
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(child.returncode, wall, max(usage.ru_maxrss, peak // 1024), usage.ru_utime + usage.ru_stime)
