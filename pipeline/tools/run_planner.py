@@ -378,16 +378,16 @@ class PrepRates:
 # them and prints this table after every run that includes 1 worker: paste it here.
 PREP_RATES = PrepRates(
     stages={
-        "clean": StageRate("files", mb_per_s=22.00),
-        "dedup": StageRate("buckets", mb_per_s=597.90),
-        "split": StageRate("files", mb_per_s=58.58),
+        "clean": StageRate("files", mb_per_s=28.60),
+        "dedup": StageRate("buckets", mb_per_s=757.43),
+        "split": StageRate("files", mb_per_s=78.24),
         # a given tokenizer's first validation (later runs hit the cache: 0.01 s); measured 2026-11-30
         "tokenizer": StageRate("one", fixed_s=5.47),
-        "pack": StageRate("files", mb_per_s=25.60),
-        "finalize": StageRate("one", fixed_s=0.01),
+        "pack": StageRate("files", mb_per_s=29.60),
+        "finalize": StageRate("one", fixed_s=0.03),
     },
-    measured="2026-12-01, commit 07bd9dc, 50 MB generated corpus, 1 worker, CPU seconds per stage, "
-    "2-core dev machine at load ~1.3 (benchmarks/bench_prepare.py)",
+    measured="2026-12-01, commit e9c5a14, 0.5 GB generated corpus, 1 worker, CPU seconds per stage, "
+    "2-core dev machine at load ~1.2–2.2 (benchmarks/bench_prepare.py)",
 )
 
 
