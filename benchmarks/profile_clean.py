@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from pipeline.data.cleaner import CleanConfig, Cleaner  # noqa: E402
 from pipeline.data.stages.buckets import hash_words  # noqa: E402
 from pipeline.formats.csv_corpus import FileReport, ReadConfig, read_csv_file  # noqa: E402
-from pipeline.formats.documents import Document, DocumentWriter, content_hash  # noqa: E402
+from pipeline.formats.documents import Document, PieceWriter, content_hash  # noqa: E402
 
 # In the order clean_text runs them; each step switches one more on.
 CLEAN_RULES = (
@@ -134,13 +134,13 @@ def profile_stage_io(documents: list[Document], base: CleanConfig, repeats: int)
     hashing = best_cpu(lambda: [hash_words(content_hash(piece.text)) for piece in pieces], repeats)
 
     def write_all() -> None:
-        with tempfile.TemporaryDirectory() as tmp, DocumentWriter(Path(tmp) / "docs.jsonl.zst") as writer:
+        with tempfile.TemporaryDirectory() as tmp, PieceWriter(Path(tmp) / "pieces.arrow") as writer:
             for piece in pieces:
-                writer.write(piece, part=0, file=0)
+                writer.write(piece.text, 0, piece.row, 0)
 
     return [
         ("content hash (blake2b-128) of each piece", hashing),
-        ("write pieces (JSON + zstd)", best_cpu(write_all, repeats)),
+        ("write pieces (Arrow IPC, as the stage does)", best_cpu(write_all, repeats)),
     ]
 
 

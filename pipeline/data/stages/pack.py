@@ -52,13 +52,13 @@ def task_split(plan: Plan, task_id: int) -> tuple[str, list[int], int, str | Non
 Item = tuple[str, int, bool, bool]  # text, input file index, counted before weighting, emitted
 
 
-def side_pieces(plan: Plan, clean_task: int, split: str, source: str | None) -> Iterator[tuple[list, ...]]:
-    """(texts, files, rows) of clean task `clean_task`'s pieces on side `split` (of `source`
-    only, if given), batch by batch, in order: what split wrote to docs/{split}/, read from the
-    Arrow pieces and the split's side bytes instead of parsing the JSON back."""
+def side_pieces(plan: Plan, clean_task: int, split: str, of_source: np.ndarray | None) -> Iterator[tuple[list, ...]]:
+    """(texts, files, rows) of clean task `clean_task`'s pieces on side `split` (only those of
+    the input files where `of_source` is set, if given), batch by batch, in order: what split
+    wrote to docs/{split}/, read from the Arrow pieces and the split's side bytes instead of
+    parsing the JSON back."""
     sides = load_array(sides_path(plan, clean_task), SIDE)
     wanted_side = TRAIN if split == "train" else VALIDATION
-    of_source = None if source is None else np.array([name == source for name in plan.sources], dtype=bool)
     start = 0
     for batch in read_pieces(documents_path(plan, clean_task)):
         if start + batch.num_rows > len(sides):
@@ -79,10 +79,11 @@ def weighted_documents(plan: Plan, split: str, clean_tasks: list[int], source: s
     k > 0 yields only the documents with more than k copies. Validation: one pass, one source."""
     names, weights = plan.sources, plan.weights
     paths = [entry.path for entry in plan.inputs]
+    of_source = None if source is None else np.array([name == source for name in names], dtype=bool)
     passes = math.ceil(max(weights.values())) if split == "train" else 1
     for number in range(passes):
         for clean_task in clean_tasks:
-            for texts, files, rows in side_pieces(plan, clean_task, split, source):
+            for texts, files, rows in side_pieces(plan, clean_task, split, of_source):
                 if split == "validation":
                     yield from ((text, file, True, True) for text, file in zip(texts, files))
                     continue

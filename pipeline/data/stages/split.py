@@ -76,8 +76,11 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
                 if ordinal in wanted:
                     sample_texts[str(ordinal)] = cut(text, plan.config.samples.max_chars)
                 counts = per_file.setdefault(file, {"duplicates": 0, "near_duplicates": 0, "train": 0, "validation": 0})
-                if ordinal in duplicates or ordinal in near_duplicates:
-                    counts["duplicates" if ordinal in duplicates else "near_duplicates"] += 1
+                dropped_as = (
+                    "duplicates" if ordinal in duplicates else "near_duplicates" if ordinal in near_duplicates else None
+                )
+                if dropped_as is not None:
+                    counts[dropped_as] += 1
                     sides.append(DROPPED)
                 else:
                     side, target, name = (
