@@ -2,7 +2,7 @@
 
 Typical use (the pipeline's tokenizer stage, then packing):
 
-    stats = write_training_sample(train_doc_files, sample_path, config)
+    stats = write_training_sample(train_texts, sample_path, config)
     info = train_tokenizer(sample_path, OUT / "tokenizer", config)   # or install_pretrained_tokenizer
     tok = SentencePieceTokenizer.load(OUT / "tokenizer")
     ids = tok.encode_batch(texts)                                    # no BOS/EOS added

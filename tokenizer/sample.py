@@ -13,11 +13,10 @@ from __future__ import annotations
 import hashlib
 import heapq
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pipeline.core.atomic import write_atomically
-from pipeline.formats.documents import read_documents
 from tokenizer.tokenizer_config import TokenizerConfig
 
 # A sentence ends after a run of Chinese full stop/exclamation/question marks (with any closing
@@ -82,20 +81,15 @@ class BottomKSample:
         return len(self._heap)
 
 
-def iter_document_texts(doc_files: Iterable[Path]) -> Iterator[str]:
-    for path in doc_files:
-        for doc in read_documents(path):
-            yield doc.text
-
-
-def write_training_sample(doc_files: Sequence[Path], out_path: Path, config: TokenizerConfig) -> dict:
-    """Write the bounded sample of the sentences in `doc_files` (.jsonl.zst) to `out_path`.
+def write_training_sample(texts: Iterable[str], out_path: Path, config: TokenizerConfig) -> dict:
+    """Write the bounded sample of the sentences of the documents `texts` to `out_path`; the
+    sample does not depend on the order of `texts`.
 
     One sentence per line, UTF-8, written atomically. Returns counts for the report.
     """
     sample = BottomKSample(config.max_sample_sentences, config.max_sample_chars, config.seed)
     documents = sentences_seen = chars_seen = 0
-    for text in iter_document_texts(sorted(Path(p) for p in doc_files)):
+    for text in texts:
         documents += 1
         for sentence in split_sentences(text, config.max_sentence_chars):
             sentences_seen += 1

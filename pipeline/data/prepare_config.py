@@ -65,6 +65,9 @@ class SplitConfig:
     # `max_validation_share` of all documents).
     min_validation_documents: int = 200
     max_validation_share: float = 0.1
+    # Also write the documents of each side as zstd JSON lines, docs/{train,validation}/ (an
+    # output for the user: another tokenizer, inspection). Nothing downstream reads them.
+    write_documents: bool = False
 
     def check(self) -> None:
         if not 0 <= self.validation_fraction < 1:

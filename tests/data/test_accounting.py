@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.formats.documents import read_records
-from tests.helpers.prepared import cleaned_pieces
+from tests.helpers.prepared import cleaned_pieces, split_documents
 
 
 def test_rows_read_per_file_equal_the_rows_the_generator_planted(prepared, corpus):
@@ -39,8 +38,7 @@ def test_dedup_keeps_the_first_occurrence_in_global_input_order(prepared):
     kept = {
         (r["source"], r["row"], r["part"])
         for split in ("train", "validation")
-        for p in sorted((prepared / "docs" / split).glob("*.jsonl.zst"))
-        for r in read_records(p)
+        for r in split_documents(prepared, split)
     }
     assert len(first) < len(cleaned)  # the corpus has duplicates
     assert kept == set(first.values())

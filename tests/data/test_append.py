@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.formats.documents import read_records
 from pipeline.formats.manifest import load_manifest
 from tests.conftest import run_pipeline
-from tests.helpers.prepared import cleaned_pieces
+from tests.helpers.prepared import cleaned_pieces, split_documents
 
 # min_validation_documents 0: the threshold is validation_fraction's alone (docs/data.md: an
 # append reuses version 1's threshold, so a raised one would differ from a one-run preparation);
@@ -100,8 +99,8 @@ def versions(tmp_path_factory) -> dict:
 
 def documents(output: Path, split: str) -> Counter:
     found = Counter()
-    for path in sorted(output.glob(f"**/docs/{split}/*.jsonl.zst")):
-        for record in read_records(path):
+    for version in [output, *sorted(output.glob("appends/*"))]:
+        for record in split_documents(version, split):
             found[(record["source"], record["row"], record["text"])] += 1
     return found
 

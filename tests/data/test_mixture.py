@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.formats.documents import read_records
 from pipeline.formats.manifest import load_manifest
 from pipeline.formats.packed_shards import PackedBlocks
 from tests.conftest import TEST_OVERRIDES, prepare_args, run_pipeline
+from tests.helpers.prepared import split_documents_by_task
 from tokenizer import SentencePieceTokenizer
 
 WEIGHTS = {"news_2019": 2.0, "history_wiki": 0.5}
@@ -47,8 +47,8 @@ def test_tokens_per_source_per_epoch_match_the_weights(corpus, prepared, weighte
     once: dict[str, int] = {}
     in_blocks: dict[str, int] = {}
     kept_rows = {"history_wiki": [0, 0]}  # rows with a copy, rows
-    for doc_file in sorted((weighted / "docs" / "train").glob("*.jsonl.zst")):
-        records = list(read_records(doc_file))
+    by_task = split_documents_by_task(weighted, "train")
+    for task, records in enumerate(by_task):
         ids = tokenizer.encode_batch([r["text"] for r in records])
         sources = [folder(corpus, r["source"]) for r in records]
         counts = [copies(WEIGHTS.get(s, 1.0), r["source"], r["row"]) for s, r in zip(sources, records)]
@@ -64,13 +64,13 @@ def test_tokens_per_source_per_epoch_match_the_weights(corpus, prepared, weighte
                 if c > number:
                     stream += [*doc, manifest.eos_id]
                     owner += [s] * (len(doc) + 1)
-        shards = [p for p in manifest.shard_paths("train") if p.name[:5] == doc_file.name[:5]]
+        shards = [p for p in manifest.shard_paths("train") if p.name[:5] == f"{task:05d}"]
         blocks = PackedBlocks(shards).gather(range(len(PackedBlocks(shards)))).reshape(-1) if shards else []
         assert len(stream) - len(blocks) < block  # only the final partial block is lost
         np.testing.assert_array_equal(blocks, np.array(stream[: len(blocks)]))
         for s in owner[: len(blocks)]:
             in_blocks[s] = in_blocks.get(s, 0) + 1
-    tasks = len(list((weighted / "docs" / "train").glob("*.jsonl.zst")))
+    tasks = len(by_task)
     unweighted = json.loads((prepared / "report.json").read_text())["sources"]
     for source, tokens in once.items():
         weight = WEIGHTS.get(source, 1.0)

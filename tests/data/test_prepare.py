@@ -20,9 +20,10 @@ from pipeline.data.prepare_config import PrepareConfig
 from pipeline.data.prepare_plan import create_plan
 from pipeline.data.stages import STAGE_NAMES, STAGES
 from pipeline.formats.documents import read_records
-from pipeline.formats.manifest import load_manifest
+from pipeline.formats.manifest import load_manifest, verify_files
 from pipeline.formats.packed_shards import PackedBlocks
 from tests.conftest import REPO, TEST_OVERRIDES, prepare_args, run_pipeline
+from tests.helpers.prepared import split_documents, split_documents_by_task
 from tokenizer import SentencePieceTokenizer
 
 
@@ -32,7 +33,7 @@ def tree_digest(root: Path) -> dict[str, bytes]:
 
 
 def docs(output: Path, split: str) -> list[dict]:
-    return [r for p in sorted((output / "docs" / split).glob("*.jsonl.zst")) for r in read_records(p)]
+    return split_documents(output, split)
 
 
 def test_report_accounts_for_every_row(prepared, corpus):
@@ -84,11 +85,11 @@ def test_blocks_decode_back_to_the_cleaned_documents(corpus, prepared):
         by_task: dict[str, list[Path]] = {}
         for path in manifest.shard_paths(split):
             by_task.setdefault(path.name.split("-")[0], []).append(path)
-        doc_files = sorted((prepared / "docs" / split).glob("*.jsonl.zst"))
-        if split == "train":  # task i packs docs/train/i
-            groups = [(by_task.get(f.name[:5], []), [r["text"] for r in read_records(f)]) for f in doc_files]
+        doc_tasks = split_documents_by_task(prepared, split)
+        if split == "train":  # pack task i packs the train documents of split task i
+            groups = [(by_task.get(f"{i:05d}", []), [r["text"] for r in docs]) for i, docs in enumerate(doc_tasks)]
         else:  # validation task s packs the validation documents of folder s, in order
-            records = [r for f in doc_files for r in read_records(f)]
+            records = [r for docs in doc_tasks for r in docs]
             groups = [
                 (
                     by_task.get(f"{s:05d}", []),
@@ -229,6 +230,33 @@ def test_a_given_tokenizer_replaces_training(corpus, prepared, tmp_path):
     for split in ("train", "validation"):
         assert [s.sha256 for s in given.shards(split)] == [s.sha256 for s in trained.shards(split)]
     assert given.fingerprint == trained.fingerprint
+
+
+def test_documents_are_written_only_on_request_and_then_hold_each_side(corpus, prepared, tmp_path):
+    """split.write_documents: docs/{split}/{task}.jsonl.zst hold exactly the documents of that
+    side (the ones the default run packed), listed in the manifest and re-hashed by verify."""
+    assert not (prepared / "docs").exists()  # off by default: nothing downstream reads them
+    assert load_manifest(prepared).raw["documents"] == {"train": [], "validation": []}
+    output = tmp_path / "out"
+    run_pipeline(
+        *prepare_args(corpus, output), "split.write_documents=true", "--tokenizer", str(prepared / "tokenizer")
+    )
+    manifest, default = load_manifest(output), load_manifest(prepared)
+    tasks = json.loads((output / "plan.json").read_text())["num_tasks"]
+    for split in ("train", "validation"):
+        files = sorted((output / "docs" / split).glob("*.jsonl.zst"))
+        assert [f.name for f in files] == [f"{task:05d}.jsonl.zst" for task in range(tasks)]
+        assert [e["path"] for e in manifest.raw["documents"][split]] == [f"docs/{split}/{f.name}" for f in files]
+        exported = [record for f in files for record in read_records(f)]
+        assert exported == [
+            {key: doc[key] for key in ("text", "source", "row", "part", "file")}
+            for doc in split_documents(prepared, split)
+        ]
+        assert [s.sha256 for s in manifest.shards(split)] == [s.sha256 for s in default.shards(split)]
+    assert not verify_files(manifest)
+    victim = output / "docs" / "validation" / "00000.jsonl.zst"
+    victim.write_bytes(victim.read_bytes()[:-1] + b"\0")
+    assert any(str(victim) in problem for problem in verify_files(load_manifest(output)))
 
 
 def test_nothing_readable_fails_clearly(tmp_path):

@@ -15,8 +15,7 @@ from pipeline.data.executor import run_stage_locally
 from pipeline.data.prepare_config import PrepareConfig
 from pipeline.data.prepare_plan import create_plan
 from pipeline.data.stages import STAGE_NAMES, STAGES
-from pipeline.formats.documents import read_records
-from tests.helpers.prepared import cleaned_pieces
+from tests.helpers.prepared import cleaned_pieces, split_documents
 
 
 def run_until_split(corpus_glob: str, output: Path, settings: dict, num_tasks: int = 3):
@@ -30,9 +29,8 @@ def run_until_split(corpus_glob: str, output: Path, settings: dict, num_tasks: i
 def sides_by_row(output: Path) -> dict[tuple[str, int], set[str]]:
     sides: dict[tuple[str, int], set[str]] = defaultdict(set)
     for split in ("train", "validation"):
-        for path in sorted((output / "docs" / split).glob("*.jsonl.zst")):
-            for record in read_records(path):
-                sides[(record["source"], record["row"])].add(split)
+        for record in split_documents(output, split):
+            sides[(record["source"], record["row"])].add(split)
     return sides
 
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from pathlib import Path
 
 import pytest
 
 from pipeline.core.typed_config import ConfigError, from_dict
-from pipeline.formats.documents import Document, write_documents
 from tokenizer.sample import sentence_key, split_sentences, write_training_sample
 from tokenizer.tokenizer_config import TokenizerConfig
 
@@ -25,16 +23,6 @@ def make_docs(count: int, seed: int = 0) -> list[str]:
             sentences.append(body + rng.choice("。！？，") + rng.choice(["", "\n", "”"]))
         docs.append("".join(sentences))
     return docs
-
-
-def write_files(directory: Path, docs: list[str], files: int) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(files):
-        path = directory / f"part-{index:03d}.jsonl.zst"
-        write_documents(path, [Document(text, "src.csv", row) for row, text in enumerate(docs) if row % files == index])
-        paths.append(path)
-    return paths
 
 
 def test_split_sentences_at_chinese_stops_and_line_breaks():
@@ -55,21 +43,20 @@ def test_split_sentences_cuts_long_runs_into_chunks_of_max_chars():
     assert list(split_sentences(text, 10)) == ["长" * 10, "长" * 10, "长" * 5 + "。", "短。"]
 
 
-def test_sample_is_identical_for_any_file_order_and_split(tmp_path):
+def test_sample_is_identical_for_any_document_order(tmp_path):
     docs = make_docs(400)
     config = TokenizerConfig(max_sample_sentences=300, max_sample_chars=100_000, max_sentence_chars=30)
-    one = write_files(tmp_path / "one", docs, 1)
-    three = write_files(tmp_path / "three", docs, 3)
-    shuffled = write_files(tmp_path / "shuffled", random.Random(1).sample(docs, len(docs)), 5)
+    interleaved = [doc for start in range(3) for doc in docs[start::3]]  # as three tasks' files would give them
+    shuffled = random.Random(1).sample(docs, len(docs))
     samples = []
-    for name, files in (("a", one), ("b", three), ("c", list(reversed(three))), ("d", shuffled)):
-        stats = write_training_sample(files, tmp_path / f"{name}.txt", config)
+    for name, texts in (("a", docs), ("b", interleaved), ("c", list(reversed(docs))), ("d", iter(shuffled))):
+        stats = write_training_sample(texts, tmp_path / f"{name}.txt", config)
         samples.append((tmp_path / f"{name}.txt").read_bytes())
         assert stats["sentences_sampled"] == 300
         assert stats["documents"] == 400
     assert samples[0] and all(sample == samples[0] for sample in samples)
     # a different seed draws a different sample
-    write_training_sample(one, tmp_path / "seed1.txt", dataclasses.replace(config, seed=1))
+    write_training_sample(docs, tmp_path / "seed1.txt", dataclasses.replace(config, seed=1))
     assert (tmp_path / "seed1.txt").read_bytes() != samples[0]
 
 
@@ -80,7 +67,7 @@ def test_sample_is_the_smallest_keys_that_fit_both_caps(tmp_path, max_sentences,
     config = TokenizerConfig(
         max_sample_sentences=max_sentences, max_sample_chars=max_chars, max_sentence_chars=30, seed=7
     )
-    stats = write_training_sample(write_files(tmp_path / "in", docs, 4), tmp_path / "sample.txt", config)
+    stats = write_training_sample(docs, tmp_path / "sample.txt", config)
     sample = (tmp_path / "sample.txt").read_text(encoding="utf-8").splitlines()
 
     distinct = sorted({s for text in docs for s in split_sentences(text, 30)}, key=lambda s: sentence_key(s, 7))
@@ -101,7 +88,7 @@ def test_long_document_is_sampled_as_sentences(tmp_path):
     long_doc = "".join(f"这是第{i}个句子，内容很长很长。" for i in range(2000))  # ~30,000 characters
     assert len(long_doc) > 20_000
     config = TokenizerConfig(max_sentence_chars=200)
-    write_training_sample(write_files(tmp_path / "in", [long_doc], 1), tmp_path / "s.txt", config)
+    write_training_sample([long_doc], tmp_path / "s.txt", config)
     sample = (tmp_path / "s.txt").read_text(encoding="utf-8").splitlines()
     assert len(sample) == 2000
     assert sorted(sample) == sorted(f"这是第{i}个句子，内容很长很长。" for i in range(2000))

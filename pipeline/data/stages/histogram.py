@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bisect
 
+import numpy as np
+
 # Powers of two: lengths of a sentence (10 chars) to a book chapter (100k chars) each get a bucket.
 EDGES = [0, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]
 
@@ -14,6 +16,10 @@ class Histogram:
 
     def add(self, value: int) -> None:
         self.counts[bisect.bisect_right(EDGES, value) - 1] += 1
+
+    def add_many(self, values: np.ndarray) -> None:
+        buckets = np.searchsorted(EDGES, values, side="right") - 1
+        self.counts = [a + int(b) for a, b in zip(self.counts, np.bincount(buckets, minlength=len(EDGES)))]
 
     def merge(self, other: Histogram | dict) -> None:
         counts = other["counts"] if isinstance(other, dict) else other.counts

@@ -32,11 +32,8 @@ import numpy as np
 from pipeline.data.executor import Stage
 from pipeline.data.mixture import copies
 from pipeline.data.prepare_plan import Plan
-from pipeline.data.stages.buckets import load_array
-from pipeline.data.stages.clean import documents_path
 from pipeline.data.stages.histogram import Histogram
-from pipeline.data.stages.split import SIDE, TRAIN, VALIDATION, sides_path
-from pipeline.formats.documents import piece_columns, read_pieces
+from pipeline.data.stages.split import side_pieces
 from pipeline.formats.packed_shards import BlockCutter, ShardWriter, sha256_of_file, token_dtype
 from tokenizer import SentencePieceTokenizer
 
@@ -50,27 +47,6 @@ def task_split(plan: Plan, task_id: int) -> tuple[str, list[int], int, str | Non
 
 
 Item = tuple[str, int, bool, bool]  # text, input file index, counted before weighting, emitted
-
-
-def side_pieces(plan: Plan, clean_task: int, split: str, of_source: np.ndarray | None) -> Iterator[tuple[list, ...]]:
-    """(texts, files, rows) of clean task `clean_task`'s pieces on side `split` (only those of
-    the input files where `of_source` is set, if given), batch by batch, in order: what split
-    wrote to docs/{split}/, read from the Arrow pieces and the split's side bytes instead of
-    parsing the JSON back."""
-    sides = load_array(sides_path(plan, clean_task), SIDE)
-    wanted_side = TRAIN if split == "train" else VALIDATION
-    start = 0
-    for batch in read_pieces(documents_path(plan, clean_task)):
-        if start + batch.num_rows > len(sides):
-            raise ValueError(f"{sides_path(plan, clean_task)}: {len(sides)} sides for more pieces than that")
-        mask = sides[start : start + batch.num_rows] == wanted_side
-        if of_source is not None:
-            mask &= of_source[batch.column("file").to_numpy()]
-        start += batch.num_rows
-        if mask.any():
-            yield piece_columns(batch.select(["text", "file", "row"]), mask)
-    if start != len(sides):
-        raise ValueError(f"{sides_path(plan, clean_task)}: {len(sides)} sides for {start} pieces")
 
 
 def weighted_documents(plan: Plan, split: str, clean_tasks: list[int], source: str | None) -> Iterator[Item]:

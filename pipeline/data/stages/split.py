@@ -7,18 +7,23 @@ surviving documents) are held out. The group stage computes it once for every ta
 pieces of a source row, rows sharing an identical piece and (near dedup on) rows linked as
 near duplicates share one draw: no row, text or near-duplicate cluster is on both sides.
 
-Outputs of task i: docs/train/{i}.jsonl.zst and docs/validation/{i}.jsonl.zst (the documents,
-an output for the user), and work/sides/{i}.npy: one byte per cleaned piece of clean task i
-(TRAIN, VALIDATION or DROPPED), with which `pack` reads the pieces from work/clean/ directly —
-the JSON documents are written once and never parsed again on the way to the shards.
+Output of task i: work/sides/{i}.npy, one byte per cleaned piece of clean task i (TRAIN,
+VALIDATION or DROPPED), decided for the whole task at once from the hashes (numpy; no text is
+read but the samples' and the lengths' column). `pack` and the tokenizer read their side's
+pieces from work/clean/ through it (`side_pieces`). With `split.write_documents`, the task
+also writes its documents as an output for the user: docs/train/{i}.jsonl.zst and
+docs/validation/{i}.jsonl.zst — off by default, since nothing downstream reads them and the
+JSON export costs as much CPU as deciding the split a dozen times over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.data.executor import Stage
 from pipeline.data.prepare_plan import Plan
@@ -29,7 +34,7 @@ from pipeline.data.stages.dedup import drop_path
 from pipeline.data.stages.group import TaskDocuments, load_groups, sample_positions, validation_threshold
 from pipeline.data.stages.histogram import Histogram
 from pipeline.data.stages.near_dedup import near_duplicate_ordinals
-from pipeline.formats.documents import DocumentWriter, piece_columns, read_pieces
+from pipeline.formats.documents import PIECE_SCHEMA, DocumentWriter, piece_columns, read_pieces
 from pipeline.formats.packed_shards import sha256_of_file
 
 TRAIN, VALIDATION, DROPPED = 0, 1, 2  # a piece's side, in work/sides/
@@ -54,64 +59,102 @@ def duplicate_ordinals(plan: Plan, task_id: int) -> np.ndarray:
     return np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
 
 
-def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
-    threshold = validation_threshold(plan)
+def read_all_pieces(plan: Plan, task_id: int) -> pa.Table:
+    """Clean task `task_id`'s pieces as one table, zero-copy from the memory-mapped file."""
+    table = pa.ipc.open_stream(pa.memory_map(str(documents_path(plan, task_id)), "r")).read_all()
+    if table.schema != PIECE_SCHEMA:
+        raise ValueError(f"{documents_path(plan, task_id)}: not a file of cleaned pieces (schema {table.schema})")
+    return table
+
+
+def decide_sides(plan: Plan, task_id: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(side of each of the task's `count` pieces, drop reason: 0 kept, 1 duplicate, 2 near duplicate)."""
     draws = TaskDocuments(plan, task_id).draws(load_groups(plan))
-    duplicates = set(duplicate_ordinals(plan, task_id).tolist())
-    # near dedup also links exact copies: those stay counted as exact duplicates
-    near_duplicates = set(near_duplicate_ordinals(plan, task_id).tolist()) - duplicates
-    per_file: dict[int, dict[str, int]] = {}
-    wanted = sample_positions(plan, task_id)
-    sample_texts: dict[str, str] = {}  # ordinal → text, for the duplicate samples
+    if len(draws) != count:
+        raise ValueError(f"clean task {task_id}: {count} pieces in work/clean but {len(draws)} in its hash records")
+    reason = np.zeros(count, dtype=np.uint8)
+    # near dedup also links exact copies: those stay counted as exact duplicates (written last)
+    reason[near_duplicate_ordinals(plan, task_id).astype(np.int64)] = 2
+    reason[duplicate_ordinals(plan, task_id).astype(np.int64)] = 1
+    held_out = draws < np.uint64(validation_threshold(plan))
+    sides = np.where(reason > 0, DROPPED, np.where(held_out, VALIDATION, TRAIN)).astype(SIDE)
+    return sides, reason
+
+
+def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
+    pieces = read_all_pieces(plan, task_id)
+    sides, reason = decide_sides(plan, task_id, pieces.num_rows)
+    files = pieces.column("file").to_numpy()
+    per_file = {}
+    for file in np.unique(files).tolist():
+        of_file = files == file
+        per_file[str(file)] = {
+            "duplicates": int(np.count_nonzero(of_file & (reason == 1))),
+            "near_duplicates": int(np.count_nonzero(of_file & (reason == 2))),
+            "train": int(np.count_nonzero(of_file & (sides == TRAIN))),
+            "validation": int(np.count_nonzero(of_file & (sides == VALIDATION))),
+        }
+    kept = sides != DROPPED
     chars = Histogram()
-    sides = bytearray()
-    paths = [entry.path for entry in plan.inputs]
-    with (
-        DocumentWriter(split_path(plan, "train", task_id)) as train,
-        DocumentWriter(split_path(plan, "validation", task_id)) as validation,
-    ):
-        ordinal = 0
-        for batch in read_pieces(documents_path(plan, task_id)):
-            for text, file, row, part in zip(*piece_columns(batch)):
-                if ordinal in wanted:
-                    sample_texts[str(ordinal)] = cut(text, plan.config.samples.max_chars)
-                counts = per_file.setdefault(file, {"duplicates": 0, "near_duplicates": 0, "train": 0, "validation": 0})
-                dropped_as = (
-                    "duplicates" if ordinal in duplicates else "near_duplicates" if ordinal in near_duplicates else None
-                )
-                if dropped_as is not None:
-                    counts[dropped_as] += 1
-                    sides.append(DROPPED)
-                else:
-                    side, target, name = (
-                        (VALIDATION, validation, "validation")
-                        if draws[ordinal] < threshold
-                        else (TRAIN, train, "train")
-                    )
-                    # docs/ records: these keys in this order are the output format (docs/data.md)
-                    target.write_record({"text": text, "source": paths[file], "row": row, "part": part, "file": file})
-                    sides.append(side)
-                    counts[name] += 1
-                    chars.add(len(text))
-                ordinal += 1
-            progress(batch.num_rows)
-    save_array(sides_path(plan, task_id), np.frombuffer(bytes(sides), dtype=SIDE))
+    chars.add_many(pc.utf8_length(pieces.column("text").filter(pa.array(kept))).to_numpy())
+    texts = pieces.column("text")
+    max_chars = plan.config.samples.max_chars
+    sample_texts = {str(o): cut(texts[o].as_py(), max_chars) for o in sorted(sample_positions(plan, task_id))}
+    save_array(sides_path(plan, task_id), sides)
+    document_files = write_documents(plan, task_id, sides) if plan.config.split.write_documents else {}
+    progress(pieces.num_rows)
     return {
-        "files": {str(k): v for k, v in sorted(per_file.items())},
-        "train": train.count,
-        "validation": validation.count,
-        # for the manifest, so that `verify` can re-hash the documents too
-        "document_files": {
-            name: {
-                "path": str(writer.path.relative_to(plan.output)),
-                "bytes": writer.path.stat().st_size,
-                "sha256": sha256_of_file(writer.path),
-            }
-            for name, writer in (("train", train), ("validation", validation))
-        },
+        "files": per_file,
+        "train": int(np.count_nonzero(sides == TRAIN)),
+        "validation": int(np.count_nonzero(sides == VALIDATION)),
+        "document_files": document_files,  # for the manifest, so that `verify` re-hashes them too
         "doc_chars": chars.to_json(),
         "sample_texts": sample_texts,
     }
+
+
+def write_documents(plan: Plan, task_id: int, sides: np.ndarray) -> dict[str, dict]:
+    """docs/{train,validation}/{task_id}.jsonl.zst: the task's documents on each side, in input order."""
+    paths = [entry.path for entry in plan.inputs]
+    written = {}
+    for name in ("train", "validation"):
+        with DocumentWriter(split_path(plan, name, task_id)) as writer:
+            for texts, files, rows, parts in side_pieces(plan, task_id, name, columns=("text", "file", "row", "part")):
+                for text, file, row, part in zip(texts, files, rows, parts):
+                    # docs/ records: these keys in this order are the output format (docs/data.md)
+                    writer.write_record({"text": text, "source": paths[file], "row": row, "part": part, "file": file})
+        written[name] = {
+            "path": str(writer.path.relative_to(plan.output)),
+            "bytes": writer.path.stat().st_size,
+            "sha256": sha256_of_file(writer.path),
+        }
+    return written
+
+
+def side_pieces(
+    plan: Plan,
+    clean_task: int,
+    split: str,
+    of_source: np.ndarray | None = None,
+    columns: tuple[str, ...] = ("text", "file", "row"),
+) -> Iterator[tuple[list, ...]]:
+    """`columns` of clean task `clean_task`'s pieces on side `split` (only those of the input
+    files where `of_source` is set, if given), as Python lists, batch by batch, in order. Only
+    the chosen pieces' texts are copied out of the memory map."""
+    sides = load_array(sides_path(plan, clean_task), SIDE)
+    wanted_side = TRAIN if split == "train" else VALIDATION
+    start = 0
+    for batch in read_pieces(documents_path(plan, clean_task)):
+        if start + batch.num_rows > len(sides):
+            raise ValueError(f"{sides_path(plan, clean_task)}: {len(sides)} sides for more pieces than that")
+        mask = sides[start : start + batch.num_rows] == wanted_side
+        if of_source is not None:
+            mask &= of_source[batch.column("file").to_numpy()]
+        start += batch.num_rows
+        if mask.any():
+            yield piece_columns(batch.select(list(columns)), mask)
+    if start != len(sides):
+        raise ValueError(f"{sides_path(plan, clean_task)}: {len(sides)} sides for {start} pieces")
 
 
 STAGE = Stage(name="split", run_task=run_task, count_tasks=lambda plan: plan.num_tasks)
