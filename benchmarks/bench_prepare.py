@@ -350,13 +350,13 @@ def main() -> None:
                     out = work / f"prepare-{count}"
                     result = run_prepare(corpus, out, count, overrides + ["--tokenizer", str(tokenizer)])
                 elif side == "encode":
-                    if not (work / f"prepare-{count}" / "docs").exists():
-                        run_prepare(
-                            corpus, work / f"prepare-{count}", count, overrides + ["--tokenizer", str(tokenizer)]
-                        )
-                    result = run_peer(
-                        "encode", count, work / "peer", docs=work / f"prepare-{count}" / "docs", tokenizer=tokenizer
-                    )
+                    # the documents prepare packs, exported once, untimed (split.write_documents
+                    # writes exactly them: tests/data/test_prepare.py); the timed prepare does not
+                    documents = work / "prepare-documents"
+                    if not (documents / "docs").exists():
+                        export = ["--tokenizer", str(tokenizer), "split.write_documents=true"]
+                        run_prepare(corpus, documents, max(workers), overrides + export)
+                    result = run_peer("encode", count, work / "peer", docs=documents / "docs", tokenizer=tokenizer)
                 else:
                     listing = work / f"files-{side}.txt"
                     result = run_peer(side, count, work / "peer", corpus=corpus, files=listing, tokenizer=tokenizer)

@@ -12,7 +12,8 @@ read (neither survives an unreadable file: both stop with a traceback) and repor
 
 What each peer does and does not do is in docs/benchmarks.md; in short:
 - encode: sentencepiece encode (+1 EOS per document) of exactly the documents `prepare` packed,
-  read from its docs/ output — the speed limit of tokenizing; nothing else.
+  read from the docs/ export of an untimed `prepare ... split.write_documents=true` — the speed
+  limit of tokenizing; nothing else.
 - hf: the run_clm.py way — datasets.load_dataset("csv") + .map(AutoTokenizer) + group_texts
   into 512-token blocks (num_proc = workers). No cleaning, no dedup, no split.
 - datatrove: CSVReader → cheap filters equivalent to ours on raw text (no normalisation) → its

@@ -256,10 +256,13 @@ class Cleaner:
         n = len(dense)
         if n > self.config.top_char_max_chars:
             return False
-        if limit >= 0.5 and n > 1 and not _ADJACENT_PAIR.search(dense):
+        if limit >= 0.5:
             # A character with more than half of the text sits next to itself somewhere,
-            # unless it alternates starting at position 0: one candidate, no Counter needed.
-            return dense.count(dense[0]) / n > limit
+            # unless it alternates starting at position 0: those are the only candidates
+            # (usually one or two), so no Counter of every character is needed.
+            candidates = set(_ADJACENT_PAIR.findall(dense))
+            candidates.add(dense[0])
+            return any(dense.count(c) / n > limit for c in candidates)
         return max(Counter(dense).values()) / n > limit
 
     # --- splitting ----------------------------------------------------------------------
@@ -285,14 +288,19 @@ class Cleaner:
         stripped = (piece.strip(" \n") for piece in pieces)
         return [piece for piece in stripped if piece]
 
-    def __call__(self, doc: Document) -> tuple[list[Document], str | None]:
-        """Clean one document -> (pieces to keep, None) or ([], reason). Pieces keep the
-        document's source and row, in text order."""
-        text = self.clean_text(doc.text)
+    def pieces(self, text: str) -> tuple[list[str], str | None]:
+        """Clean one text -> (the texts of its pieces to keep, None) or ([], reason)."""
+        text = self.clean_text(text)
         reason = self.drop_reason(text)
         if reason is not None:
             return [], reason
-        return [Document(text=piece, source=doc.source, row=doc.row) for piece in self.split(text)], None
+        return self.split(text), None
+
+    def __call__(self, doc: Document) -> tuple[list[Document], str | None]:
+        """Clean one document -> (pieces to keep, None) or ([], reason). Pieces keep the
+        document's source and row, in text order."""
+        texts, reason = self.pieces(doc.text)
+        return [Document(text=piece, source=doc.source, row=doc.row) for piece in texts], reason
 
 
 def _cjk_share_below(text: str, minimum: float) -> bool:

@@ -129,6 +129,13 @@ class PieceWriter(AtomicFileWriter):
         if self._pending_chars >= FLUSH_CHARS:
             self._flush()
 
+    def write_batch(self, texts: list[str], files: list[int], rows: list[int], parts: list[int]) -> None:
+        """Write pieces given as columns, as one record batch (after any pieces `write` holds)."""
+        self._flush()
+        if texts:
+            self._writer.write_batch(pa.record_batch([texts, files, rows, parts], schema=PIECE_SCHEMA))
+            self.count += len(texts)
+
     def _flush(self) -> None:
         if self._columns[0]:
             self._writer.write_batch(pa.record_batch(list(self._columns), schema=PIECE_SCHEMA))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 import sys
+from collections import Counter
 
 import pytest
 
@@ -213,6 +214,21 @@ def test_long_run_pre_check_agrees_with_the_rule_on_random_texts():
         for _ in range(400):
             text = "".join(rng.choice(alphabet) * rng.randint(1, run + 3) for _ in range(rng.randint(1, 12)))
             assert cleaner._has_long_run(text) == (definition.search(text) is not None), (run, text)
+
+
+def test_top_char_share_candidates_agree_with_the_rule_on_random_texts():
+    # The rule's definition: the most frequent non-space character's share of the text. The
+    # check looks only at characters next to themselves (and the first one); never a different answer.
+    rng = random.Random(6)
+    for limit in (0.5, 0.6, 0.75, 0.99):
+        cleaner = Cleaner(CleanConfig(max_top_char_share=limit, max_char_run=None))
+        for _ in range(2000):
+            alphabet = rng.choice(["ab", "abc", "哈啊", "哈啊好的aZ1。!", "xyzxyzw"])
+            dense = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30)))
+            if rng.random() < 0.2:  # alternating texts: the majority character is never next to itself
+                dense = "".join("a" if i % 2 == 0 else rng.choice("bcd") for i in range(rng.randint(1, 30)))
+            expected = max(Counter(dense).values()) / len(dense) > limit
+            assert cleaner._top_char_share_over(dense) == expected, (limit, dense)
 
 
 # --- the document interface -------------------------------------------------------------

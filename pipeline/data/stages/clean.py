@@ -21,9 +21,9 @@ from pipeline.data.cleaner import Cleaner
 from pipeline.data.executor import Stage, read_marker
 from pipeline.data.prepare_plan import Plan, PlanError
 from pipeline.data.samples import SmallestPerGroup, cut, sample_key
-from pipeline.data.stages.buckets import RECORD, hash_words, save_array
+from pipeline.data.stages.buckets import RECORD, save_array
 from pipeline.formats.csv_corpus import FileReport, read_csv_file
-from pipeline.formats.documents import PieceWriter, content_hash
+from pipeline.formats.documents import FLUSH_CHARS, Document, PieceWriter, content_hash
 
 
 def documents_path(plan: Plan, task_id: int) -> Path:
@@ -38,43 +38,47 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     # the files must be the ones `init` saw: a task started later (a SLURM array task, a
     # re-run) on edited inputs would mix two corpora in one output
     plan.check_inputs_unchanged(plan.task_files[task_id])
-    cleaner = Cleaner(plan.config.clean)
-    records: list[tuple] = []
-    files = []
-    ordinal = 0
+    pieces_of = Cleaner(plan.config.clean).pieces
+    digests: list[bytes] = []  # per piece, in order: its content hash, file, row and part
+    files: list[int] = []
+    rows: list[int] = []
+    parts: list[int] = []
+    reports = []
     samples = SmallestPerGroup(plan.config.samples.per_source)
-    max_chars = plan.config.samples.max_chars
     with PieceWriter(documents_path(plan, task_id)) as writer:
+        texts: list[str] = []  # pieces not yet handed to the writer: from position written on
+        written = pending_chars = 0
+
+        def write_pending() -> None:
+            nonlocal written, pending_chars
+            writer.write_batch(texts, files[written:], rows[written:], parts[written:])
+            written, pending_chars = len(files), 0
+            texts.clear()
+
         for file_index in plan.task_files[task_id]:
             source = plan.inputs[file_index].path
-            source_name = plan.sources[file_index]
             report = FileReport(path=source)
-            dropped: Counter[str] = Counter()
+            dropped_rows: list[tuple[str, Document]] = []
             rows_kept = documents = 0
             for doc in read_csv_file(source, plan.config.read, report):
-                pieces, reason = cleaner(doc)
+                kept, reason = pieces_of(doc.text)
                 if reason is not None:
-                    dropped[reason] += 1
-                    samples.offer(
-                        f"{reason}\0{source_name}",
-                        sample_key(file_index, doc.row),
-                        lambda doc=doc, reason=reason, path=source, name=source_name: {
-                            "reason": reason,
-                            "source": name,
-                            "path": path,
-                            "row": doc.row,
-                            "chars": len(doc.text),
-                            "text": cut(doc.text, max_chars),
-                        },
-                    )
+                    dropped_rows.append((reason, doc))
                     continue
                 rows_kept += 1
-                for part, piece in enumerate(pieces):
-                    h0, h1 = hash_words(content_hash(piece.text))
-                    writer.write(piece.text, file_index, piece.row, part)
-                    records.append((h0, h1, file_index, piece.row, part, task_id, ordinal))
-                    ordinal += 1
-                    documents += 1
+                row = doc.row
+                for part, text in enumerate(kept):
+                    digests.append(content_hash(text))
+                    texts.append(text)
+                    files.append(file_index)
+                    rows.append(row)
+                    parts.append(part)
+                documents += len(kept)
+                pending_chars += len(doc.text)  # about the pieces' length: one check per row
+                if pending_chars >= FLUSH_CHARS:
+                    write_pending()
+            offer_dropped_samples(plan, samples, file_index, dropped_rows)
+            dropped = Counter(reason for reason, _ in dropped_rows)
             # rows the reader met but could not turn into documents are drops with reasons too
             if report.rows_malformed:
                 dropped["malformed"] += report.rows_malformed
@@ -84,14 +88,51 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
             entry.update(
                 file_index=file_index, rows_kept=rows_kept, dropped=dict(sorted(dropped.items())), documents=documents
             )
-            files.append(entry)
+            reports.append(entry)
             plan.check_inputs_unchanged([file_index])  # not rewritten while we read it
             progress(plan.inputs[file_index].size)
-    table = np.array(records, dtype=RECORD)
+        write_pending()
+    table = records(task_id, digests, files, rows, parts)
     buckets = table["h0"] % plan.num_buckets if len(table) else np.zeros(0, dtype=np.uint64)
     for bucket in range(plan.num_buckets):
         save_array(bucket_path(plan, task_id, bucket), table[buckets == bucket])
-    return {"files": files, "documents": ordinal, "dropped_samples": samples.items()}
+    return {"files": reports, "documents": len(table), "dropped_samples": samples.items()}
+
+
+def records(task_id: int, digests: list[bytes], files: list[int], rows: list[int], parts: list[int]) -> np.ndarray:
+    """The task's hash records (RECORD), built column by column: the 16-byte digests read as
+    two big-endian words, as `hash_words` reads one."""
+    table = np.zeros(len(digests), dtype=RECORD)
+    if digests:
+        words = np.frombuffer(b"".join(digests), dtype=">u8").reshape(-1, 2)
+        table["h0"], table["h1"] = words[:, 0], words[:, 1]
+        table["file"], table["row"], table["part"] = files, rows, parts
+        table["task"] = task_id
+        table["ordinal"] = np.arange(len(digests), dtype=np.uint64)
+    return table
+
+
+def offer_dropped_samples(
+    plan: Plan, samples: SmallestPerGroup, file_index: int, dropped_rows: list[tuple[str, Document]]
+) -> None:
+    """Offer one file's dropped rows as samples of their reason; keys computed for all at once."""
+    if not dropped_rows or plan.config.samples.per_source <= 0:
+        return
+    source, name, max_chars = plan.inputs[file_index].path, plan.sources[file_index], plan.config.samples.max_chars
+    keys = sample_key(np.full(len(dropped_rows), file_index), np.array([doc.row for _, doc in dropped_rows]))
+    for (reason, doc), key in zip(dropped_rows, keys.tolist()):
+        samples.offer(
+            f"{reason}\0{name}",
+            key,
+            lambda doc=doc, reason=reason: {
+                "reason": reason,
+                "source": name,
+                "path": source,
+                "row": doc.row,
+                "chars": len(doc.text),
+                "text": cut(doc.text, max_chars),
+            },
+        )
 
 
 def require_rows(plan: Plan) -> int:
