@@ -354,7 +354,7 @@ def main() -> None:
                     # writes exactly them: tests/data/test_prepare.py); the timed prepare does not
                     documents = work / "prepare-documents"
                     if not (documents / "docs").exists():
-                        export = ["--tokenizer", str(tokenizer), "split.write_documents=true"]
+                        export = ["split.write_documents=true", "--tokenizer", str(tokenizer)]
                         run_prepare(corpus, documents, max(workers), overrides + export)
                     result = run_peer("encode", count, work / "peer", docs=documents / "docs", tokenizer=tokenizer)
                 else:
