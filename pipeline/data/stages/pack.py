@@ -23,8 +23,10 @@ and tokens per source before and after weighting.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
+from itertools import chain, compress
 from pathlib import Path
 
 import numpy as np
@@ -46,38 +48,83 @@ def task_split(plan: Plan, task_id: int) -> tuple[str, list[int], int, str | Non
     return "validation", list(range(plan.num_tasks)), source, sorted(plan.weights)[source]
 
 
-Item = tuple[str, int, bool, bool]  # text, input file index, counted before weighting, emitted
+@dataclasses.dataclass
+class Chunk:
+    """Consecutive documents of one task's stream, with what the accounting needs of each."""
+
+    texts: list[str]
+    files: np.ndarray  # input file index of each document
+    emitted: np.ndarray  # bool: the document goes into the stream in this pass
+    counted: np.ndarray  # bool: pass 0, the document counts once "before weighting"
 
 
-def weighted_documents(plan: Plan, split: str, clean_tasks: list[int], source: str | None) -> Iterator[Item]:
-    """This task's documents in stream order. Pass 0 yields every document once (its tokens
-    count "before weighting"; it is emitted only if its row has at least one copy); pass
-    k > 0 yields only the documents with more than k copies. Validation: one pass, one source."""
+def weighted_chunks(plan: Plan, split: str, clean_tasks: list[int], source: str | None) -> Iterator[Chunk]:
+    """This task's documents in stream order, a batch of pieces at a time. Pass 0 holds every
+    document once (its tokens count "before weighting"; it is emitted only if its row has at
+    least one copy); pass k > 0 holds only the documents with more than k copies.
+    Validation: one pass, one source, every document emitted."""
     names, weights = plan.sources, plan.weights
+    file_weights = [weights[name] for name in names]
+    # whole weights (the usual 1) need no per-row draw: a row's copies are its file's weight
+    whole_copies = np.array(file_weights, dtype=np.int64) if all(w == math.floor(w) for w in file_weights) else None
     paths = [entry.path for entry in plan.inputs]
     of_source = None if source is None else np.array([name == source for name in names], dtype=bool)
     passes = math.ceil(max(weights.values())) if split == "train" else 1
     for number in range(passes):
         for clean_task in clean_tasks:
             for texts, files, rows in side_pieces(plan, clean_task, split, of_source):
+                file_array = np.array(files, dtype=np.int64)
                 if split == "validation":
-                    yield from ((text, file, True, True) for text, file in zip(texts, files))
+                    everything = np.ones(len(texts), dtype=bool)
+                    yield Chunk(texts, file_array, everything, everything)
                     continue
-                for text, file, row in zip(texts, files, rows):
-                    emitted = copies(weights[names[file]], paths[file], row) > number
-                    if number == 0 or emitted:
-                        yield text, file, number == 0, emitted
+                if whole_copies is not None:
+                    count = whole_copies[file_array]
+                else:
+                    count = np.array(
+                        [copies(file_weights[f], paths[f], r) for f, r in zip(files, rows)], dtype=np.int64
+                    )
+                emitted = count > number
+                if number == 0:
+                    yield Chunk(texts, file_array, emitted, np.ones(len(texts), dtype=bool))
+                elif emitted.any():
+                    kept = int(emitted.sum())
+                    yield Chunk(
+                        list(compress(texts, emitted)),
+                        file_array[emitted],
+                        np.ones(kept, dtype=bool),
+                        np.zeros(kept, dtype=bool),
+                    )
 
 
-def batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
-    batch: list[Item] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def sized(chunks: Iterator[Chunk], size: int) -> Iterator[Chunk]:
+    """The stream re-cut into chunks of exactly `size` documents (the last one: the rest), one
+    encode call each. Cut across batches and passes, so blocks reach the shard writer in the
+    same groups whatever the Arrow batch sizes: the shards' bytes do not depend on them."""
+    held: list[Chunk] = []
+    count = 0
+    for chunk in chunks:
+        while len(chunk.texts):
+            take = size - count
+            held.append(Chunk(chunk.texts[:take], chunk.files[:take], chunk.emitted[:take], chunk.counted[:take]))
+            count += len(held[-1].texts)
+            chunk = Chunk(chunk.texts[take:], chunk.files[take:], chunk.emitted[take:], chunk.counted[take:])
+            if count == size:
+                yield _joined(held)
+                held, count = [], 0
+    if held:
+        yield _joined(held)
+
+
+def _joined(chunks: list[Chunk]) -> Chunk:
+    if len(chunks) == 1:
+        return chunks[0]
+    return Chunk(
+        [text for chunk in chunks for text in chunk.texts],
+        np.concatenate([chunk.files for chunk in chunks]),
+        np.concatenate([chunk.emitted for chunk in chunks]),
+        np.concatenate([chunk.counted for chunk in chunks]),
+    )
 
 
 class ShardSequence:
@@ -131,6 +178,16 @@ class ShardSequence:
         return self.shards
 
 
+SOURCE_COUNTS = ("documents", "tokens", "weighted_documents", "weighted_tokens")
+
+
+def token_stream(encoded: list[list[int]], lengths: np.ndarray, eos: int, dtype: np.dtype) -> np.ndarray:
+    """The documents' ids, each followed by EOS (`lengths` include it), as one array: the ids
+    converted once, in C, not one small array per document."""
+    ids = np.fromiter(chain.from_iterable(encoded), dtype=dtype, count=int(lengths.sum()) - len(lengths))
+    return np.insert(ids, np.cumsum(lengths - 1), dtype.type(eos))
+
+
 # Threads per encode call (`prepare --threads`, `task --threads`): for a task that owns more than
 # one core. Not in the plan: sentencepiece's ids do not depend on it, so neither do the shards.
 encode_threads = 1
@@ -147,39 +204,40 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     split, clean_tasks, prefix, validation_source = task_split(plan, task_id)
     tokenizer = SentencePieceTokenizer.load(plan.tokenizer_dir, num_threads=encode_threads)
     dtype = token_dtype(tokenizer.vocab_size)
-    eos = np.array([tokenizer.eos_id], dtype=dtype)
     cutter = BlockCutter(cfg.block_size, dtype)
     shards = ShardSequence(plan.output / split, prefix, cfg.block_size, dtype, cfg.max_blocks_per_shard)
     doc_tokens = Histogram()
     vocab_counts = np.zeros(tokenizer.vocab_size, dtype=np.int64)
+    # per input file: documents and tokens (with EOS) once each, and as emitted into the stream
+    num_files = len(plan.inputs)
+    per_file = {key: np.zeros(num_files, dtype=np.int64) for key in SOURCE_COUNTS}
     documents = tokens = chars = 0
-    # per source: documents and tokens (with EOS) once each, and as emitted into the stream
-    per_source: dict[str, dict[str, int]] = {}
-    for batch in batches(weighted_documents(plan, split, clean_tasks, validation_source), cfg.encode_batch_documents):
-        encoded = tokenizer.encode_batch([item[0] for item in batch])
-        pieces = []
-        for (text, file, counted, emitted), ids in zip(batch, encoded):
-            counts = per_source.setdefault(
-                plan.sources[file], {"documents": 0, "tokens": 0, "weighted_documents": 0, "weighted_tokens": 0}
-            )
-            if counted:
-                counts["documents"] += 1
-                counts["tokens"] += len(ids) + 1
-            if not emitted:
-                continue
-            counts["weighted_documents"] += 1
-            counts["weighted_tokens"] += len(ids) + 1
-            pieces.append(np.asarray(ids, dtype=dtype))
-            pieces.append(eos)
-            doc_tokens.add(len(ids) + 1)
-            chars += len(text)
-            documents += 1
-        if pieces:
-            stream = np.concatenate(pieces)
+    for chunk in sized(weighted_chunks(plan, split, clean_tasks, validation_source), cfg.encode_batch_documents):
+        encoded = tokenizer.encode_batch(chunk.texts)
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)) + 1  # with EOS
+        files, emitted = chunk.files, chunk.emitted
+        counted = chunk.counted
+        per_file["documents"] += np.bincount(files[counted], minlength=num_files)
+        per_file["tokens"] += np.bincount(files[counted], weights=lengths[counted], minlength=num_files).astype(
+            np.int64
+        )
+        sent = lengths[emitted]
+        per_file["weighted_documents"] += np.bincount(files[emitted], minlength=num_files)
+        per_file["weighted_tokens"] += np.bincount(files[emitted], weights=sent, minlength=num_files).astype(np.int64)
+        if len(sent):
+            stream = token_stream(list(compress(encoded, emitted)), sent, tokenizer.eos_id, dtype)
+            doc_tokens.add_many(sent)
+            chars += sum(map(len, compress(chunk.texts, emitted)))
+            documents += len(sent)
             vocab_counts += np.bincount(stream, minlength=tokenizer.vocab_size)
             shards.write(cutter.push(stream))
             tokens += len(stream)
-        progress(len(batch))
+        progress(len(encoded))
+    per_source: dict[str, dict[str, int]] = {}
+    for file in np.flatnonzero(per_file["documents"]).tolist():  # the sources seen, as in the stream
+        counts = per_source.setdefault(plan.sources[file], dict.fromkeys(SOURCE_COUNTS, 0))
+        for key in SOURCE_COUNTS:
+            counts[key] += int(per_file[key][file])
     written = shards.close()
     for entry in written:  # paths in the marker are relative to OUT
         entry["path"] = str(Path(entry["path"]).relative_to(plan.output))
