@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from pipeline.core.gpus import GPUS
-from pipeline.data.prepare_plan import MIN_DEFAULT_TASKS, TARGET_TASK_BYTES
+from pipeline.data.prepare_plan import tasks_for_bytes
 from pipeline.tools.corpus_gen import parse_size
 from pipeline.tools.run_planner import (
     DEFAULT_MFU,
@@ -120,7 +120,7 @@ def prep_from_args(args) -> list[dict]:
             raise ValueError("--prep-cores/--prep-array need --corpus-bytes or a --data dir with report.json")
         return []
     if tasks is None:  # as prepare picks (assuming at least as many files as tasks)
-        tasks = max(MIN_DEFAULT_TASKS, -(-input_bytes // TARGET_TASK_BYTES))
+        tasks = tasks_for_bytes(input_bytes)
     setups = [(args.prep_cores, 0.0)] if args.prep_cores else []
     setups += [(args.prep_array, SLURM_TASK_START_S)] if args.prep_array else []
     if not setups:

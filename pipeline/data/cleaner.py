@@ -260,9 +260,12 @@ class Cleaner:
             # A character with more than half of the text sits next to itself somewhere,
             # unless it alternates starting at position 0: those are the only candidates
             # (usually one or two), so no Counter of every character is needed.
-            candidates = set(_ADJACENT_PAIR.findall(dense))
-            candidates.add(dense[0])
-            return any(dense.count(c) / n > limit for c in candidates)
+            if dense.count(dense[0]) / n > limit:
+                return True
+            for candidate in set(_ADJACENT_PAIR.findall(dense)):
+                if dense.count(candidate) / n > limit:
+                    return True
+            return False
         return max(Counter(dense).values()) / n > limit
 
     # --- splitting ----------------------------------------------------------------------

@@ -120,4 +120,4 @@ class PrepareConfig:
     # source (a folder or glob relative to the input root) → weight in the training stream:
     # 2.0 reads it twice per epoch, 0.5 half of its rows (see pipeline/data/mixture.py)
     mixture: dict[str, float] = dataclasses.field(default_factory=dict)
-    num_tasks: int = 0  # 0: about one task per 32 MiB of input (at least 8, at most one per file)
+    num_tasks: int = 0  # 0: ~one task per 32 MiB of input, a multiple of 8, at least 8, at most one per file

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
-import math
 import os
 import shutil
 import sys
@@ -39,6 +38,16 @@ TARGET_TASK_BYTES = 32 << 20  # default task size: enough work to amortise start
 # unchanged, 16 tasks were slower again (benchmarks/bench_prepare.py's corpus, 2026-12-01).
 # Not derived from --workers: the task count shapes the output, the worker count must not.
 MIN_DEFAULT_TASKS = 8
+# Default counts above the minimum are rounded up to a multiple of this, so that the tasks of a
+# stage split evenly over 1, 2, 4 or 8 workers: at 0.5 GB, 15 tasks left one worker of two
+# idle for the last task of clean and of pack (2 workers ran at 1.75× one worker's speed).
+TASK_MULTIPLE = 8
+
+
+def tasks_for_bytes(total_bytes: int) -> int:
+    """The default task count for this much input (when there are at least that many files)."""
+    by_bytes = -(-total_bytes // TARGET_TASK_BYTES)
+    return max(MIN_DEFAULT_TASKS, -(-by_bytes // TASK_MULTIPLE) * TASK_MULTIPLE)
 
 
 LOCK_NAME = ".lock"  # OUT/.lock; not an output: --force keeps it
@@ -218,8 +227,7 @@ def assign_files_to_tasks(sizes: Sequence[int], num_tasks: int) -> list[list[int
 def default_num_tasks(sizes: Sequence[int]) -> int:
     if not sizes:
         return 1
-    by_bytes = math.ceil(sum(sizes) / TARGET_TASK_BYTES)
-    return max(1, min(len(sizes), max(by_bytes, MIN_DEFAULT_TASKS)))
+    return max(1, min(len(sizes), tasks_for_bytes(sum(sizes))))
 
 
 def compute_fingerprint(

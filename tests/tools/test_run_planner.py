@@ -301,6 +301,22 @@ def test_prep_projection_from_a_measured_prepare_run(corpus, prepared, tmp_path)
     assert array["total_s"] > local["total_s"]  # fewer cores and a start-up per task
 
 
+def test_default_task_counts_are_multiples_of_8():
+    from pipeline.data.prepare_plan import default_num_tasks, tasks_for_bytes
+
+    mib = 1 << 20
+    # 32 MiB a task, at least 8, rounded up to a multiple of 8 (even over 1, 2, 4, 8 workers)
+    assert [tasks_for_bytes(n) for n in (1, 256 * mib, 256 * mib + 1, 500_000_000, 15_000_000_000)] == [
+        8,
+        8,
+        16,
+        16,
+        448,
+    ]
+    assert default_num_tasks([100 * mib] * 5) == 5  # never more tasks than files
+    assert default_num_tasks([10 * mib] * 50) == 16
+
+
 def test_prep_command_line_from_a_size():
     command = [sys.executable, "-m", "pipeline", "plan", "--corpus-bytes", "15GB", "--prep-cores", "64"]
     done = subprocess.run([*command, "--json"], capture_output=True, text=True, cwd=ROOT)
