@@ -22,8 +22,8 @@ from pipeline.data.executor import Stage, read_marker
 from pipeline.data.prepare_plan import Plan, PlanError
 from pipeline.data.samples import SmallestPerGroup, cut, sample_key
 from pipeline.data.stages.buckets import RECORD, save_array
-from pipeline.formats.csv_corpus import FileReport, read_csv_file
-from pipeline.formats.documents import FLUSH_CHARS, Document, PieceWriter, content_hash
+from pipeline.formats.csv_corpus import FileReport, read_csv_rows
+from pipeline.formats.documents import FLUSH_CHARS, PieceWriter, content_hash
 
 
 def documents_path(plan: Plan, task_id: int) -> Path:
@@ -58,15 +58,14 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
         for file_index in plan.task_files[task_id]:
             source = plan.inputs[file_index].path
             report = FileReport(path=source)
-            dropped_rows: list[tuple[str, Document]] = []
+            dropped_rows: list[tuple[str, int, str]] = []  # reason, row, raw text
             rows_kept = documents = 0
-            for doc in read_csv_file(source, plan.config.read, report):
-                kept, reason = pieces_of(doc.text)
+            for row, raw in read_csv_rows(source, plan.config.read, report):
+                kept, reason = pieces_of(raw)
                 if reason is not None:
-                    dropped_rows.append((reason, doc))
+                    dropped_rows.append((reason, row, raw))
                     continue
                 rows_kept += 1
-                row = doc.row
                 for part, text in enumerate(kept):
                     digests.append(content_hash(text))
                     texts.append(text)
@@ -74,11 +73,11 @@ def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
                     rows.append(row)
                     parts.append(part)
                 documents += len(kept)
-                pending_chars += len(doc.text)  # about the pieces' length: one check per row
+                pending_chars += len(raw)  # about the pieces' length: one check per row
                 if pending_chars >= FLUSH_CHARS:
                     write_pending()
             offer_dropped_samples(plan, samples, file_index, dropped_rows)
-            dropped = Counter(reason for reason, _ in dropped_rows)
+            dropped = Counter(reason for reason, _, _ in dropped_rows)
             # rows the reader met but could not turn into documents are drops with reasons too
             if report.rows_malformed:
                 dropped["malformed"] += report.rows_malformed
@@ -113,24 +112,24 @@ def records(task_id: int, digests: list[bytes], files: list[int], rows: list[int
 
 
 def offer_dropped_samples(
-    plan: Plan, samples: SmallestPerGroup, file_index: int, dropped_rows: list[tuple[str, Document]]
+    plan: Plan, samples: SmallestPerGroup, file_index: int, dropped_rows: list[tuple[str, int, str]]
 ) -> None:
     """Offer one file's dropped rows as samples of their reason; keys computed for all at once."""
     if not dropped_rows or plan.config.samples.per_source <= 0:
         return
     source, name, max_chars = plan.inputs[file_index].path, plan.sources[file_index], plan.config.samples.max_chars
-    keys = sample_key(np.full(len(dropped_rows), file_index), np.array([doc.row for _, doc in dropped_rows]))
-    for (reason, doc), key in zip(dropped_rows, keys.tolist()):
+    keys = sample_key(np.full(len(dropped_rows), file_index), np.array([row for _, row, _ in dropped_rows]))
+    for (reason, row, raw), key in zip(dropped_rows, keys.tolist()):
         samples.offer(
             f"{reason}\0{name}",
             key,
-            lambda doc=doc, reason=reason: {
+            lambda reason=reason, row=row, raw=raw: {
                 "reason": reason,
                 "source": name,
                 "path": source,
-                "row": doc.row,
-                "chars": len(doc.text),
-                "text": cut(doc.text, max_chars),
+                "row": row,
+                "chars": len(raw),
+                "text": cut(raw, max_chars),
             },
         )
 
