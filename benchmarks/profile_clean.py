@@ -8,7 +8,7 @@ Reads every document into memory once (the read is timed on its own), then times
 Cleaner with its rules switched on one at a time in their running order: a rule's cost is the
 CPU time added by switching it on, on the text the earlier rules left (what it costs inside
 the real stage). The same for the filters, then the splitting into pieces (with --max-chars)
-and the rest of a call (Document objects); then the stage's own work beside the Cleaner
+and the rest of a call; then the stage's own work beside the Cleaner
 (hashing and writing the kept pieces), to show the Cleaner's share. Each measurement is the best of --repeats, in CPU
 seconds of this one process, so a loaded machine changes it little.
 """
@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from pipeline.data.cleaner import CleanConfig, Cleaner  # noqa: E402
-from pipeline.data.stages.buckets import hash_words  # noqa: E402
-from pipeline.formats.csv_corpus import FileReport, ReadConfig, read_csv_file  # noqa: E402
+from pipeline.data.stages.clean import records  # noqa: E402
+from pipeline.formats.csv_corpus import FileReport, ReadConfig, read_csv_rows  # noqa: E402
 from pipeline.formats.documents import Document, PieceWriter, content_hash  # noqa: E402
 
 # In the order clean_text runs them; each step switches one more on.
@@ -59,11 +59,12 @@ FILTER_STEPS = (
 
 
 def read_documents(paths: list[str]) -> tuple[list[Document], int, float]:
-    documents: list[Document] = []
+    """Every row as a Document, and the CPU seconds of reading them as the stage does ((row, text) pairs)."""
     start = time.process_time()
-    for path in paths:
-        documents.extend(read_csv_file(path, ReadConfig(), FileReport(path)))
-    return documents, sum(os.path.getsize(p) for p in paths), time.process_time() - start
+    rows = [(path, list(read_csv_rows(path, ReadConfig(), FileReport(path)))) for path in paths]
+    read_cpu = time.process_time() - start
+    documents = [Document(text, path, row) for path, pairs in rows for row, text in pairs]
+    return documents, sum(os.path.getsize(p) for p in paths), read_cpu
 
 
 def best_cpu(run: Callable[[], object], repeats: int) -> float:
@@ -122,24 +123,37 @@ def profile(documents: list[Document], base: CleanConfig, repeats: int) -> list[
     if base.max_chars is not None:
         rows.append(("split at max_chars", best_cpu(lambda: [cleaner.split(text) for text in kept], repeats)))
     parts = best_cpu(lambda: [cleaner.drop_reason(cleaner.clean_text(text)) for text in texts], repeats)
-    whole = best_cpu(lambda: [cleaner(doc) for doc in documents], repeats)
-    rows.append(("the rest of a call (split check, Document objects)", whole - parts))
+    whole = best_cpu(lambda: [cleaner.pieces(text) for text in texts], repeats)
+    rows.append(("the rest of a call (split check)", whole - parts))
     return rows
 
 
 def profile_stage_io(documents: list[Document], base: CleanConfig, repeats: int) -> list[tuple[str, float]]:
-    """The clean stage's own work per kept piece, beside the cleaner: hash, write."""
+    """The clean stage's own work per kept piece, beside the cleaner: hash, write (as the stage does both)."""
     cleaner = Cleaner(base)
     pieces = [piece for doc in documents for piece in cleaner(doc)[0]]
-    hashing = best_cpu(lambda: [hash_words(content_hash(piece.text)) for piece in pieces], repeats)
+    texts = [piece.text for piece in pieces]
+    hashing = best_cpu(
+        lambda: records(
+            0, [content_hash(text) for text in texts], [0] * len(texts), [p.row for p in pieces], [0] * len(texts)
+        ),
+        repeats,
+    )
 
     def write_all() -> None:
         with tempfile.TemporaryDirectory() as tmp, PieceWriter(Path(tmp) / "pieces.arrow") as writer:
-            for piece in pieces:
-                writer.write(piece.text, 0, piece.row, 0)
+            batch = 4096  # about FLUSH_CHARS of text at this corpus's ~100 characters a piece
+            for start in range(0, len(texts), batch):
+                end = start + batch
+                writer.write_batch(
+                    texts[start:end],
+                    [0] * len(texts[start:end]),
+                    [p.row for p in pieces[start:end]],
+                    [0] * len(texts[start:end]),
+                )
 
     return [
-        ("content hash (blake2b-128) of each piece", hashing),
+        ("content hash (blake2b-128) of each piece, into the bucket records", hashing),
         ("write pieces (Arrow IPC, as the stage does)", best_cpu(write_all, repeats)),
     ]
 
@@ -176,7 +190,7 @@ def main() -> None:
     )
     print("| step | CPU s | µs / document | share of clean |")
     print("|---|---:|---:|---:|")
-    print(f"| read (CSV → Documents; not part of clean) | {read_cpu:.2f} | {1e6 * read_cpu / len(documents):.1f} | |")
+    print(f"| read (CSV → (row, text); not part of clean) | {read_cpu:.2f} | {1e6 * read_cpu / len(documents):.1f} | |")
     for name, seconds in rows:
         print(f"| {name} | {seconds:.2f} | {1e6 * seconds / len(documents):.1f} | {100 * seconds / total:.0f} % |")
     print(f"| **Cleaner (sum)** | **{total:.2f}** | {1e6 * total / len(documents):.1f} | {mb / total:.1f} MB/s |")

@@ -371,23 +371,23 @@ class PrepRates:
 
 
 # Per-core rates of `prepare --tokenizer DIR` (a given tokenizer: its training is not included),
-# from the CPU seconds per stage of a 1-worker run (`prepare --timings` → cpu_stages) on the 50 MB
-# generated corpus. CPU, not wall, seconds: the shared 2-core machine ran at load ~16 and gave the
-# run ~6 % of a core (wall 501 s for 30 s of CPU); on an idle core wall ≈ CPU. Contention may still
-# inflate CPU time somewhat, so these err on the slow side. benchmarks/bench_prepare.py re-measures
-# them and prints this table after every run that includes 1 worker: paste it here.
+# from the CPU seconds per stage (`prepare --timings` → cpu_stages) of the 1-worker runs on the
+# 0.5 GB generated corpus (median of 2), near idle. CPU, not wall, seconds: on a shared machine
+# wall time measures the other jobs. benchmarks/bench_prepare.py re-measures them and prints
+# this table after every run that includes 1 worker: paste it here.
 PREP_RATES = PrepRates(
     stages={
-        "clean": StageRate("files", mb_per_s=28.60),
-        "dedup": StageRate("buckets", mb_per_s=757.43),
-        "split": StageRate("files", mb_per_s=78.24),
+        "clean": StageRate("files", mb_per_s=41.37),
+        "dedup": StageRate("buckets", mb_per_s=914.66),
+        "group": StageRate("one", mb_per_s=1152.51),  # one task: 13 s of a 15 GB run on any core count
+        "split": StageRate("files", mb_per_s=846.25),
         # a given tokenizer's first validation (later runs hit the cache: 0.01 s); measured 2026-11-30
         "tokenizer": StageRate("one", fixed_s=5.47),
-        "pack": StageRate("files", mb_per_s=29.60),
+        "pack": StageRate("files", mb_per_s=35.44),
         "finalize": StageRate("one", fixed_s=0.03),
     },
-    measured="2026-12-01, commit e9c5a14, 0.5 GB generated corpus, 1 worker, CPU seconds per stage, "
-    "2-core dev machine at load ~1.2–2.2 (benchmarks/bench_prepare.py)",
+    measured="2026-12-01, commit 7e1245d, 0.5 GB generated corpus, 1 worker, CPU seconds per stage, "
+    "2-core dev machine at load ~1.0–2.2 (benchmarks/bench_prepare.py)",
 )
 
 
@@ -395,18 +395,23 @@ def stage_kind(name: str) -> str:
     """Which way a stage is parallel (see pipeline/data/stages/__init__.py)."""
     if name in {"dedup", "near_reduce"}:
         return "buckets"
-    if name in {"tokenizer", "finalize", "near_resolve"}:
+    if name in {"group", "tokenizer", "finalize", "near_resolve"}:
         return "one"
     return "files"
 
 
+# Single-task stages whose time does not grow with the corpus: the given tokenizer's install and
+# validation, the final report. `group` and `near_resolve` are single tasks that do.
+FIXED_COST_STAGES = frozenset({"tokenizer", "finalize"})
+
+
 def rates_from_timings(stages: dict[str, float], input_bytes: int, measured: str) -> PrepRates:
     """Per-core rates from the per-stage seconds of a 1-worker `prepare --timings` run. Single-task
-    stages become fixed costs (the given tokenizer's install and validation, the final report)."""
+    stages of FIXED_COST_STAGES become fixed costs; the others, bytes per second of one core."""
     rates = {}
     for name, seconds in stages.items():
         kind = stage_kind(name)
-        if kind == "one":
+        if name in FIXED_COST_STAGES:
             rates[name] = StageRate(kind, fixed_s=seconds)
         elif seconds > 0:
             rates[name] = StageRate(kind, mb_per_s=input_bytes / MB / seconds)
