@@ -76,6 +76,14 @@ def test_no_document_in_both_splits_and_no_duplicates(prepared):
     assert manifest.raw["splits"]["validation"]["documents"] == len(validation) >= 40
 
 
+def test_the_tokenizer_is_trained_on_exactly_the_train_documents(prepared):
+    """Its sample reads the train side's pieces from work/clean (no docs/ export needed)."""
+    stats = json.loads((prepared / "work" / "markers" / "tokenizer" / "00000.json").read_text())["stats"]
+    train = split_documents(prepared, "train")
+    assert stats["sample"]["documents"] == len(train) == load_manifest(prepared).raw["splits"]["train"]["documents"]
+    assert stats["sample"]["chars_seen"] <= sum(len(doc["text"]) for doc in train)  # line breaks are not sampled
+
+
 def test_blocks_decode_back_to_the_cleaned_documents(corpus, prepared):
     manifest = load_manifest(prepared)
     tokenizer = SentencePieceTokenizer.load(manifest.tokenizer_dir)

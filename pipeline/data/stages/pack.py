@@ -104,11 +104,16 @@ def sized(chunks: Iterator[Chunk], size: int) -> Iterator[Chunk]:
     held: list[Chunk] = []
     count = 0
     for chunk in chunks:
-        while len(chunk.texts):
-            take = size - count
-            held.append(Chunk(chunk.texts[:take], chunk.files[:take], chunk.emitted[:take], chunk.counted[:take]))
+        start = 0
+        while start < len(chunk.texts):
+            end = start + size - count
+            held.append(
+                Chunk(
+                    chunk.texts[start:end], chunk.files[start:end], chunk.emitted[start:end], chunk.counted[start:end]
+                )
+            )
             count += len(held[-1].texts)
-            chunk = Chunk(chunk.texts[take:], chunk.files[take:], chunk.emitted[take:], chunk.counted[take:])
+            start = end
             if count == size:
                 yield _joined(held)
                 held, count = [], 0

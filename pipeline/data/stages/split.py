@@ -84,16 +84,17 @@ def decide_sides(plan: Plan, task_id: int, count: int) -> tuple[np.ndarray, np.n
 def run_task(plan: Plan, task_id: int, progress: Callable[[int], None]) -> dict:
     pieces = read_all_pieces(plan, task_id)
     sides, reason = decide_sides(plan, task_id, pieces.num_rows)
-    files = pieces.column("file").to_numpy()
-    per_file = {}
-    for file in np.unique(files).tolist():
-        of_file = files == file
-        per_file[str(file)] = {
-            "duplicates": int(np.count_nonzero(of_file & (reason == 1))),
-            "near_duplicates": int(np.count_nonzero(of_file & (reason == 2))),
-            "train": int(np.count_nonzero(of_file & (sides == TRAIN))),
-            "validation": int(np.count_nonzero(of_file & (sides == VALIDATION))),
-        }
+    files, of_file = np.unique(pieces.column("file").to_numpy(), return_inverse=True)
+    counts = {  # per input file of the task, in file order
+        name: np.bincount(of_file[where], minlength=len(files))
+        for name, where in (
+            ("duplicates", reason == 1),
+            ("near_duplicates", reason == 2),
+            ("train", sides == TRAIN),
+            ("validation", sides == VALIDATION),
+        )
+    }
+    per_file = {str(file): {name: int(c[i]) for name, c in counts.items()} for i, file in enumerate(files.tolist())}
     kept = sides != DROPPED
     chars = Histogram()
     chars.add_many(pc.utf8_length(pieces.column("text").filter(pa.array(kept))).to_numpy())
