@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from pipeline.data.stages.pack import ENV_PAUSE_S
 from tests.faults.prepare_harness import REPO, differences, environment, new_seed, prepare_command, run
 from tests.helpers.slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (fixture)
 
@@ -47,10 +48,11 @@ def test_requeued_array_task_beside_a_stale_copy(slurm_cluster: SlurmCluster, fa
     task = rng.randrange(3)
 
     # the stale copy: started first, frozen while it holds the lock with a shard half-written
+    # (the pack hook holds it there for a moment: the whole task takes milliseconds)
     stale = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "task", "pack", "--task-id", str(task), "--output", str(output)],
         cwd=REPO,
-        env=environment(),
+        env={**environment(), ENV_PAUSE_S: "5"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

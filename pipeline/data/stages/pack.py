@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import time
 from collections.abc import Callable, Iterator
 from itertools import chain, compress
 from pathlib import Path
@@ -132,6 +134,13 @@ def _joined(chunks: list[Chunk]) -> Chunk:
     )
 
 
+# A test hook, read from the environment like the trainer's (pipeline/train/hooks.py): a pack task
+# pauses this many seconds once, the first time it leaves a shard half-written under its
+# temporary name, so that tests/faults/test_slurm_stale_task.py can freeze it there while it holds
+# its task lock (a pack task of the test corpus is over in milliseconds). Never set in use.
+ENV_PAUSE_S = "ZH_PRETRAIN_TEST_PACK_PAUSE_S"
+
+
 class ShardSequence:
     """Writes blocks to `{prefix}-{j}.arrow`, opening a new shard every `max_blocks` blocks."""
 
@@ -146,6 +155,7 @@ class ShardSequence:
         self.writer: ShardWriter | None = None
         self.in_current = 0
         self.shards: list[dict] = []
+        self._pause_s = float(os.environ.get(ENV_PAUSE_S) or 0.0)
 
     def _path(self, index: int) -> Path:
         return self.directory / f"{self.prefix:05d}-{index:03d}.arrow"
@@ -161,6 +171,9 @@ class ShardSequence:
             blocks = blocks[room:]
             if self.in_current == self.max_blocks:
                 self._close_current()
+        if self._pause_s and self.writer is not None:  # a shard is half-written: the test hook's moment
+            time.sleep(self._pause_s)
+            self._pause_s = 0.0
 
     def _close_current(self) -> None:
         assert self.writer is not None
