@@ -231,6 +231,44 @@ def session_members(sid: int, dying: bool = True) -> list[int]:
     return members
 
 
+def holding_task_locks(pids: list[int]) -> list[int]:
+    """Those of `pids` with a task lock (OUT/work/locks/STAGE/NNNNN.lock) open: workers inside a
+    task. A worker the pool forked an instant before the parent died holds none: it has not yet
+    set its parent-death signal, sees its parent gone in the same initializer and exits without
+    taking a task (pipeline/data/executor.py, `_die_with_parent`)."""
+    holding = []
+    for pid in pids:
+        try:
+            targets = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:  # gone meanwhile
+            continue
+        if any("/work/locks/" in target and target.endswith(".lock") for target in targets):
+            holding.append(pid)
+    return holding
+
+
+ORPHAN_GRACE_S = 0.3
+
+
+def orphans(sid: int) -> list[int]:
+    """Members of session `sid` (whose leader, the parent, was just killed and reaped) that
+    outlive it: any that holds a task lock while we watch, or is still alive and not dying after
+    ORPHAN_GRACE_S. A worker the pool forked an instant before the parent died is neither: it
+    exits on its own within milliseconds, without a task (it finds its parent gone before it
+    could set the parent-death signal)."""
+    candidates = session_members(sid, dying=False)
+    found: set[int] = set()
+    deadline = time.monotonic() + ORPHAN_GRACE_S
+    while candidates:
+        found.update(holding_task_locks(candidates))
+        if time.monotonic() > deadline:
+            found.update(candidates)
+            break
+        time.sleep(0.005)
+        candidates = [pid for pid in session_members(sid, dying=False) if pid in candidates]
+    return sorted(found)
+
+
 def wait_gone(sid: int, timeout: float = 30.0) -> list[int]:
     deadline = time.monotonic() + timeout
     while (left := session_members(sid)) and time.monotonic() < deadline:
@@ -270,8 +308,8 @@ def kill(process: subprocess.Popen, mode: str) -> bool:
 
 
 def kill_during(setup: Setup, output: Path, stage: str, mode: str, rng: random.Random) -> str:
-    """Start `prepare`, SIGKILL it (`mode`) a random moment within `stage` (as long as the stage
-    took in the reference run); for a parent-only kill, check that no worker outlives it.
+    """Start `prepare`, SIGKILL it (`mode`) a random moment within `stage` (its window in
+    the setup's watched run); for a parent-only kill, check that no worker outlives it.
     Returns '' or what went wrong."""
     process = start(prepare_command(setup, output))
     reached = wait_for_stage(output, stage, process)
@@ -280,13 +318,13 @@ def kill_during(setup: Setup, output: Path, stage: str, mode: str, rng: random.R
     landed = kill(process, mode) and not late
     # the parent is dead and reaped: its workers must be dying already (PR_SET_PDEATHSIG), not
     # merely about to finish their task and notice the broken pipe
-    orphans = session_members(process.pid, dying=False)
+    outlived = orphans(process.pid)
     left = wait_gone(process.pid)
     for pid in left:  # do not leave them running after the test
         os.kill(pid, signal.SIGKILL)
     process.communicate()
-    if orphans:
-        return f"CORRUPT orphans {orphans} outlived the parent (still alive after: {left})"
+    if outlived:
+        return f"CORRUPT orphans {outlived} outlived the parent (still alive after: {left})"
     return "" if reached and landed else "missed"
 
 
@@ -337,12 +375,12 @@ def case_append_killed(setup: Setup, appends: AppendSetup, work: Path, mode: str
         time.sleep(rng.uniform(0.0, appends.kill_window(stage)))
         late = past_stage(output / "appends" / "0002", stage)
         landed = kill(process, mode) and not late
-        orphans = session_members(process.pid, dying=False)
+        outlived = orphans(process.pid)
         for pid in wait_gone(process.pid):
             os.kill(pid, signal.SIGKILL)
         process.communicate()
-        if orphans:
-            return f"CORRUPT orphans {orphans} outlived the parent (stage {stage})"
+        if outlived:
+            return f"CORRUPT orphans {outlived} outlived the parent (stage {stage})"
         if not (reached and landed):
             missed.append(stage)
     result = run(append_command(setup, output))
