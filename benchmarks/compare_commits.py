@@ -15,27 +15,17 @@ compared file by file outside work/ (a speed change must not change a byte).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from commit_trees import REPO, commit_trees, outputs  # benchmarks/, beside this script
+
 STAGES = ("clean", "dedup", "group", "split", "tokenizer", "pack", "finalize")
-
-
-def outputs(root: Path) -> dict[str, str]:
-    """sha256 of every file outside work/ (markers and intermediates may differ between commits)."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.relative_to(root).parts[0] != "work"
-    }
 
 
 def run_prepare(tree: Path, work: Path, output: Path, workers: int) -> dict:
@@ -62,15 +52,7 @@ def main() -> None:
     work = REPO / "benchmarks" / "results" / "work" / args.size
     if not (work / "with_tokenizer" / "tokenizer").is_dir():
         sys.exit(f"{work}: no corpus and tokenizer yet — run benchmarks/bench_prepare.py --size {args.size} first")
-    scratch = Path(tempfile.mkdtemp(prefix="compare-commits-"))
-    trees = {}
-    try:
-        for side, commit in (("base", args.base), ("head", args.head)):
-            if commit is None:
-                trees[side] = REPO
-                continue
-            trees[side] = scratch / side
-            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(trees[side]), commit], cwd=REPO, check=True)
+    with commit_trees(args.base, args.head, "compare-commits-") as (scratch, trees):
         runs: dict[str, list[dict]] = {"base": [], "head": []}
         for repeat in range(args.repeats):
             for side in ("base", "head"):
@@ -89,11 +71,6 @@ def main() -> None:
             print(f"| {name} | {base:.2f} | {head:.2f} | {head / base if base else float('nan'):.2f} |")
         if not same:
             sys.exit("the two commits' outputs differ")
-    finally:
-        for tree in trees.values():
-            if tree != REPO:
-                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,16 +18,14 @@ fingerprints is listed as such and does not count). Exit 1 if anything else diff
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from commit_trees import commit_trees, outputs  # benchmarks/, beside this script
+
 PREPARATIONS = {  # name: (input glob under the corpus, arguments, appended afterwards)
     "a-3-tasks": ("**/*.csv*", ["--tokenizer", "{tokenizer}", "--num-tasks", "3"], False),
     "b-near-dedup-mixture": (
@@ -51,15 +49,6 @@ PREPARATIONS = {  # name: (input glob under the corpus, arguments, appended afte
 def pipeline(tree: Path, *args: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=tree, env=env, check=True, stdout=subprocess.DEVNULL)
-
-
-def outputs(root: Path) -> dict[str, str]:
-    """sha256 of every file outside work/ (markers and intermediates may differ between commits)."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and "work" not in p.relative_to(root).parts[:3]
-    }
 
 
 FINGERPRINTS = ("fingerprint", "input_fingerprint")  # hashes of the config among the rest
@@ -110,15 +99,7 @@ def main() -> None:
     parser.add_argument("--size", default="8MB", help="generated corpus size")
     parser.add_argument("--head-override", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="golden-prepare-"))
-    trees = {}
-    try:
-        for side, commit in (("base", args.base), ("head", args.head)):
-            trees[side] = REPO if commit is None else scratch / side
-            if commit is not None:
-                subprocess.run(
-                    ["git", "worktree", "add", "--detach", "-q", str(trees[side]), commit], cwd=REPO, check=True
-                )
+    with commit_trees(args.base, args.head, "golden-prepare-") as (scratch, trees):
         corpus = scratch / "corpus"
         pipeline(trees["base"], "generate-corpus", "--output", str(corpus), "--size", args.size, "--seed", "11")
         pipeline(trees["base"], "prepare", "--input", f"{corpus}/**/*.csv*", "--output", str(scratch / "tokenizer-run"),
@@ -150,11 +131,6 @@ def main() -> None:
             differ += len(diff) > len(explained)
         if differ:
             sys.exit(f"{differ} of {len(PREPARATIONS)} preparations differ")
-    finally:
-        for tree in trees.values():
-            if tree != REPO:
-                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
